@@ -1,0 +1,181 @@
+"""`kie models`, `kie models show`, `kie cost` and `kie recommend`: the catalogue from the terminal."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from kie import catalog
+from kie.catalog.pricing import Estimate
+from kie.catalog.spec import FieldSpec, ModelSpec, PriceRule
+from kie.cli._common import console, fail, fmt_credits, fmt_usd, parse_pairs, print_json
+from kie.config import load_settings
+from kie.errors import KieError
+
+models_app = typer.Typer(help="List and inspect every model Kie.ai sells.", no_args_is_help=False)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def _price_text(rule: PriceRule | None) -> str:
+    if rule is None:
+        return "unknown"
+    if rule.table is not None:
+        values = sorted(set(rule.table.values()))
+        base = fmt_credits(values[0]) if len(values) == 1 else f"{fmt_credits(values[0])}–{fmt_credits(values[-1])}"
+    else:
+        base = fmt_credits(rule.credits)
+    suffix = {"task": "", "second": "/s", "output": "/output"}[rule.per]
+    return base + suffix
+
+
+def model_summary(spec: ModelSpec) -> dict[str, Any]:
+    return {
+        "id": spec.id,
+        "name": spec.name,
+        "family": spec.family,
+        "kind": spec.media,
+        "capabilities": list(spec.capabilities),
+        "price": _price_text(spec.price),
+        "speed": spec.traits.speed,
+        "quality": spec.traits.quality,
+        "status": spec.status,
+        "endpoint": spec.endpoint.create,
+    }
+
+
+@models_app.callback(invoke_without_command=True)
+def list_models(
+    ctx: typer.Context,
+    kind: Annotated[str | None, typer.Option(help="image, video, audio or text.")] = None,
+    capability: Annotated[str | None, typer.Option(help="e.g. text-to-image, upscale, tts.")] = None,
+    family: Annotated[str | None, typer.Option(help="e.g. kling, seedream, suno.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Include deprecated models.")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """A table of models: id, kind, capabilities, price (credits), speed/quality tiers, status."""
+    if ctx.invoked_subcommand is not None:
+        return
+    kinds = ("image", "video", "audio", "text")
+    if kind is not None and kind not in kinds:
+        fail(f"--kind must be one of {', '.join(kinds)}, got {kind!r}.")
+    statuses = None if all_ else ("active", "preview")
+    found = catalog.search(kind=kind, capability=capability, family=family, status=statuses)
+    if not found:
+        fail("No model matches those filters; run `kie models --all` to see every model.", code=1)
+    if json_:
+        print_json([model_summary(s) for s in found])
+        return
+    table = Table(title=f"{len(found)} models", show_lines=False)
+    for column in ("id", "kind", "capabilities", "credits", "speed", "quality", "status"):
+        table.add_column(column, overflow="fold")
+    for spec in found:
+        row = model_summary(spec)
+        table.add_row(
+            spec.id, spec.media, ", ".join(spec.capabilities), row["price"],
+            "⚡" * spec.traits.speed, "★" * spec.traits.quality, spec.status,
+        )
+    console.print(table)
+
+
+def _field_row(name: str, spec: FieldSpec) -> dict[str, Any]:
+    allowed: str | None = None
+    if spec.enum is not None:
+        allowed = ", ".join(str(v) for v in spec.enum) + ("" if spec.enum_complete else ", … (examples)")
+    elif spec.minimum is not None or spec.maximum is not None:
+        allowed = f"{spec.minimum if spec.minimum is not None else '…'} to {spec.maximum if spec.maximum is not None else '…'}"
+    limits = []
+    if spec.max_length is not None:
+        limits.append(f"≤{spec.max_length} chars")
+    if spec.max_items is not None:
+        limits.append(f"≤{spec.max_items} items")
+    if spec.min_items is not None:
+        limits.append(f"≥{spec.min_items} items")
+    type_text = "|".join(spec.types) + (f"<{spec.items}>" if spec.items else "")
+    return {
+        "field": name,
+        "type": type_text,
+        "required": spec.required,
+        "default": spec.default,
+        "allowed": allowed,
+        "limits": ", ".join(limits) or None,
+        "upload": spec.media,
+        "note": spec.note,
+    }
+
+
+@models_app.command("show")
+def show_model(model: Annotated[str, typer.Argument(help="Model id, alias or seed name.")], json_: JsonOpt = False) -> None:
+    """Every field of a model with type, default and allowed values, plus aliases and price rule."""
+    try:
+        resolved = catalog.resolve(model)
+    except KieError as exc:
+        fail(str(exc))
+    spec = resolved.model
+    aliases = sorted(name for name, a in catalog.aliases().items() if a.target == spec.id)
+    fields = [_field_row(n, f) for n, f in spec.fields.items()]
+    if json_:
+        print_json({
+            **model_summary(spec),
+            "vendor": spec.vendor,
+            "docs_url": spec.docs_url,
+            "endpoint": spec.endpoint.model_dump(),
+            "fields": fields,
+            "schema_published": spec.schema_published,
+            "price_rule": spec.price.model_dump() if spec.price else None,
+            "traits": spec.traits.model_dump(),
+            "aliases": aliases,
+            "notes": list(spec.notes),
+        })
+        return
+    if resolved.alias is not None:
+        console.print(f"[dim]{model!r} is an alias of {spec.id}.[/] {resolved.alias.note or ''}")
+    console.print(f"[bold]{spec.name}[/]  ({spec.id})  {spec.status}")
+    console.print(f"{spec.media} · {', '.join(spec.capabilities)} · vendor {spec.vendor or '?'} · docs {spec.docs_url or '—'}")
+    endpoint = spec.endpoint
+    console.print(f"endpoint: POST {endpoint.create}  ·  status: {endpoint.status}")
+    table = Table(show_lines=False)
+    for column in ("field", "type", "req", "default", "allowed values", "limits", "upload"):
+        table.add_column(column, overflow="fold")
+    for row in fields:
+        table.add_row(
+            row["field"], row["type"], "yes" if row["required"] else "",
+            "" if row["default"] is None else str(row["default"]),
+            row["allowed"] or "", row["limits"] or "", row["upload"] or "",
+        )
+    if spec.schema_published:
+        console.print(table)
+    else:
+        console.print("[yellow]Kie publishes no input schema for this model: inputs are passed through unchecked.[/]")
+    rule = spec.price
+    if rule is None:
+        console.print("price: unknown (no published price; set one in your config's [prices] table)")
+    else:
+        how = f"by {', '.join(rule.by)}" if rule.by else "flat"
+        per = {"task": "per task", "second": f"per second of `{rule.units_field}`", "output": f"per output (`{rule.units_field}`)"}[rule.per]
+        console.print(f"price: {_price_text(rule)} credits, {how}, {per} — source: {rule.source}")
+        if rule.table:
+            console.print("  " + "; ".join(f"{k}: {fmt_credits(v)}" for k, v in rule.table.items()))
+    t = spec.traits
+    console.print(f"speed {t.speed}/5 (~{int(t.typical_seconds)} s) · quality {t.quality}/5 · best for {', '.join(t.best_for) or '—'} · languages {', '.join(t.languages)}")
+    if aliases:
+        console.print("aliases: " + ", ".join(aliases))
+    for note in spec.notes:
+        console.print(f"[dim]note:[/] {note}")
+
+
+def estimate_json(est: Estimate, usd_rate: float) -> dict[str, Any]:
+    return {
+        "model": est.model,
+        "count": est.count,
+        "credits_each": est.credits_each,
+        "credits": est.credits,
+        "usd": est.usd(usd_rate),
+        "known": est.known,
+        "basis": est.basis,
+        "source": est.source,
+    }

@@ -1,0 +1,205 @@
+"""What the sync and async clients share: configuration, request building, envelope checks, retries.
+
+Both clients are thin drivers over `kie.protocol.flows`; this module holds the little that touches httpx
+objects without doing IO, so neither driver has logic the other lacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import tenacity
+
+from kie import catalog
+from kie.catalog.pricing import Estimate
+from kie.catalog.spec import ModelSpec
+from kie.config import Settings, load_settings
+from kie.errors import ConfigurationError
+from kie.protocol.envelope import ApiRequest, Envelope, error_for, parse_envelope
+from kie.protocol.flows import FetchFailed, Send
+from kie.protocol.polling import Pacer, PollClock, PollPolicy
+from kie.protocol.retry import RetryPolicy, is_retryable, retry_after
+
+log = logging.getLogger("kie")
+USER_AGENT = "kie-python/0.1"
+
+
+class RedactingFilter(logging.Filter):
+    """Scrubs secrets from every log record that passes through kie's handlers (defence in depth)."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            for secret in self.secrets:
+                message = message.replace(secret, "***")
+            record.msg, record.args = message, None
+        return True
+
+
+def configure_logging(settings: Settings) -> None:
+    """`KIE_LOG=debug` turns on kie's (and httpx's) debug logs, with keys redacted."""
+    level_name = os.environ.get("KIE_LOG", "").upper()
+    if not level_name:
+        return
+    level = getattr(logging, level_name, logging.INFO)
+    redact = RedactingFilter([settings.api_key or "", settings.webhook_key or ""])
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    handler.addFilter(redact)
+    for name in ("kie", "httpx"):
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        if not any(isinstance(f, RedactingFilter) for h in logger.handlers for f in h.filters):
+            logger.addHandler(handler)
+
+
+@dataclass
+class ClientConfig:
+    settings: Settings
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    poll: PollPolicy = field(default_factory=PollPolicy)
+    learned: PollClock = field(default_factory=PollClock)
+    create_pacer: Pacer | None = None
+    upload_path: str = "kie/uploads"
+
+    @property
+    def timeout(self) -> httpx.Timeout:
+        t = self.settings.timeouts
+        return httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool)
+
+    def headers(self) -> dict[str, str]:
+        key = self.settings.api_key
+        if not key:
+            raise ConfigurationError(
+                "No Kie.ai API key: set KIE_API_KEY, pass api_key=..., or use the sandbox (--sandbox)."
+            )
+        return {"Authorization": f"Bearer {key}", "User-Agent": USER_AGENT, "Accept": "application/json"}
+
+    def url(self, request: ApiRequest) -> str:
+        base = self.settings.upload_base_url if request.host == "upload" else self.settings.base_url
+        return base + request.path
+
+
+def make_config(
+    *,
+    api_key: str | None,
+    base_url: str | None,
+    upload_base_url: str | None,
+    settings: Settings | None,
+    retry: RetryPolicy | None,
+    poll: PollPolicy | None,
+    create_interval: float | None,
+) -> ClientConfig:
+    base = settings or load_settings(api_key=api_key, base_url=base_url, upload_base_url=upload_base_url)
+    if settings is not None:
+        changes = {k: v for k, v in (("api_key", api_key), ("base_url", base_url),
+                                     ("upload_base_url", upload_base_url)) if v is not None}
+        base = base.with_(**changes)
+    configure_logging(base)
+    return ClientConfig(
+        settings=base,
+        retry=retry or RetryPolicy(),
+        poll=poll or PollPolicy(),
+        create_pacer=Pacer(create_interval) if create_interval else None,
+    )
+
+
+def httpx_args(config: ClientConfig, request: ApiRequest) -> dict[str, Any]:
+    """Keyword arguments for `client.request(...)`. Rewinds file objects so a retried upload is whole."""
+    if request.files:
+        for value in request.files.values():
+            handle = value[1] if isinstance(value, tuple) else value
+            if hasattr(handle, "seek"):
+                handle.seek(0)
+    args: dict[str, Any] = {"method": request.method, "url": config.url(request)}
+    if request.params:
+        args["params"] = dict(request.params)
+    if request.json is not None:
+        args["json"] = request.json
+    if request.files is not None:
+        args["files"] = dict(request.files)
+    if request.data is not None:
+        args["data"] = dict(request.data)
+    return args
+
+
+def read_envelope(response: httpx.Response) -> Envelope:
+    return parse_envelope(response.status_code, response.content, response.headers)
+
+
+def check(effect: Send, env: Envelope) -> Envelope:
+    """Hand back successes and expected answers; raise every other code as its typed error."""
+    if env.ok or env.code in effect.answers:
+        return env
+    raise error_for(env)
+
+
+def retrying_args(config: ClientConfig, kind: str, sleep: Callable[[float], Any] | None = None) -> dict[str, Any]:
+    policy = config.retry
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        return policy.delay(state.attempt_number, retry_after(exc) if exc else None)
+
+    def should_retry(exc: BaseException) -> bool:
+        if kind == "download":
+            return isinstance(exc, FetchFailed) and (exc.status is None or exc.status >= 500 or exc.status == 429)
+        return is_retryable(kind, exc)  # type: ignore[arg-type]
+
+    args: dict[str, Any] = {
+        "stop": tenacity.stop_after_attempt(policy.attempts_for(kind)),  # type: ignore[arg-type]
+        "wait": wait,
+        "retry": tenacity.retry_if_exception(should_retry),
+        "reraise": True,
+    }
+    if sleep is not None:
+        args["sleep"] = sleep
+    return args
+
+
+@dataclass(frozen=True)
+class Prepared:
+    model: ModelSpec
+    input: dict[str, Any]
+    estimate: Estimate
+
+
+def prepare(
+    model: str | ModelSpec,
+    values: Mapping[str, Any] | None,
+    fields: Mapping[str, Any],
+    *,
+    settings: Settings,
+    allow_unknown: bool = False,
+) -> Prepared:
+    """Resolve, validate and price a request before anything is sent."""
+    merged = dict(values or {})
+    merged.update(fields)
+    checked = catalog.validate(model, merged, allow_unknown=allow_unknown)
+    est = catalog.estimate(checked.model, checked.input, overrides=settings.price_overrides)
+    return Prepared(checked.model, checked.input, est)
+
+
+def callback_for(config: ClientConfig, spec: ModelSpec) -> str | None:
+    """The callback URL to attach: the user's, or Suno's required placeholder, else none."""
+    from kie.config import DEFAULT_CALLBACK_PLACEHOLDER
+
+    if config.settings.callback_url:
+        return config.settings.callback_url
+    return DEFAULT_CALLBACK_PLACEHOLDER if spec.endpoint.requires_callback else None
+
+
+def content_length(response: httpx.Response) -> int | None:
+    if response.headers.get("content-encoding"):
+        return None
+    raw = response.headers.get("content-length")
+    return int(raw) if raw and raw.isdigit() else None

@@ -1,0 +1,111 @@
+"""The Market ("jobs") API: `POST /api/v1/jobs/createTask`, `GET /api/v1/jobs/recordInfo`.
+
+Shapes follow recorded real traffic (kie-api.md §3): `param` is a JSON string whose `input` is itself a
+JSON string; `resultJson` is `""` until success; `costTime` is in seconds; envelope code 501 or 408 on
+recordInfo means the task failed even though `state` may not say so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from kie.catalog.spec import ModelSpec
+from kie.protocol.envelope import ApiRequest, Envelope, error_for
+from kie.protocol.task import (
+    TaskState,
+    TaskStatus,
+    as_float,
+    as_int,
+    as_text,
+    loads_maybe,
+    url_list,
+)
+
+STATES = {
+    "waiting": TaskState.PENDING,
+    "queuing": TaskState.PENDING,
+    "generating": TaskState.RUNNING,
+    "success": TaskState.SUCCEEDED,
+    "fail": TaskState.FAILED,
+}
+# recordInfo envelope codes that mean "this task failed" rather than "this request failed".
+FAILED_CODES = {501: "Generation failed", 408: "Upstream returned no result for over 10 minutes"}
+NOT_VISIBLE_CODES = {404, 422}
+
+
+class MarketFamily:
+    api = "market"
+
+    def create_request(
+        self, spec: ModelSpec, values: Mapping[str, Any], callback_url: str | None
+    ) -> ApiRequest:
+        body: dict[str, Any] = {"model": spec.id, "input": dict(values)}
+        if callback_url:
+            body["callBackUrl"] = callback_url
+        return ApiRequest("POST", spec.endpoint.create, kind="create", json=body, label=f"create {spec.id}")
+
+    def parse_created(self, data: Any) -> str:
+        if isinstance(data, Mapping):
+            task_id = data.get("taskId") or data.get("task_id") or data.get("recordId")
+            if task_id:
+                return str(task_id)
+        raise ValueError(f"create answer carries no taskId: {data!r}")
+
+    def status_request(self, spec: ModelSpec | None, task_id: str) -> ApiRequest:
+        path = spec.endpoint.status if spec is not None else "/api/v1/jobs/recordInfo"
+        return ApiRequest("GET", path, params={"taskId": task_id}, label="recordInfo")
+
+    def not_visible(self, env: Envelope) -> bool:
+        """True for the "recordInfo is null" answers Kie gives right after a create."""
+        return env.code in NOT_VISIBLE_CODES
+
+    def parse_status(self, env: Envelope, task_id: str) -> TaskStatus:
+        if env.code in FAILED_CODES:
+            return TaskStatus(
+                task_id, TaskState.FAILED, fail_code=str(env.code),
+                fail_msg=env.msg or FAILED_CODES[env.code], raw=env.data,
+            )
+        if not env.ok:
+            raise error_for(env, task_id=task_id)
+        return self.parse_record(env.data, task_id)
+
+    def parse_record(self, data: Any, task_id: str, *, credits: Any = None) -> TaskStatus:
+        if not isinstance(data, Mapping):
+            raise ValueError(f"recordInfo data is not an object: {data!r}")
+        raw_state = as_text(data.get("state"))
+        state = STATES.get((raw_state or "").lower(), TaskState.RUNNING if raw_state else TaskState.PENDING)
+        result = loads_maybe(data.get("resultJson"))
+        urls: tuple[str, ...] = ()
+        extra: dict[str, Any] = {}
+        if isinstance(result, Mapping):
+            urls = url_list(result.get("resultUrls"))
+            extra = {k: v for k, v in result.items() if k != "resultUrls"}
+        param = loads_maybe(data.get("param"))
+        values = loads_maybe(param.get("input")) if isinstance(param, Mapping) else None
+        if credits is None:
+            credits = data.get("creditsConsumed", data.get("consumeCredits"))
+        return TaskStatus(
+            task_id=str(data.get("taskId") or task_id),
+            state=state,
+            model=as_text(data.get("model")),
+            raw_state=raw_state,
+            result_urls=urls,
+            fail_code=as_text(data.get("failCode")),
+            fail_msg=as_text(data.get("failMsg")),
+            cost_time=as_float(data.get("costTime")),
+            create_time=as_int(data.get("createTime")),
+            complete_time=as_int(data.get("completeTime")),
+            progress=as_float(data.get("progress")),
+            credits_consumed=as_float(credits),
+            input=values if isinstance(values, dict) else None,
+            extra=extra,
+            raw=data,
+        )
+
+    def parse_callback(self, body: Mapping[str, Any]) -> TaskStatus:
+        data = body.get("data")
+        if not isinstance(data, Mapping):
+            raise ValueError("Market callback has no data object")
+        task_id = str(data.get("taskId") or data.get("task_id") or "")
+        return self.parse_record(data, task_id)

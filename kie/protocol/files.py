@@ -1,0 +1,146 @@
+"""Saving results: predictable names, the right extension, and no half-written files.
+
+A result is streamed into `<dir>/.<name>.part`, hashed as it arrives, checked against the announced
+length, then renamed into place in one step, so a crash leaves either the whole file or nothing a user
+could mistake for it. Names come from our ids, never from the server (`<id>-<n>.<ext>`), so a hostile
+or odd URL cannot write outside the output folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+_MAGIC: tuple[tuple[bytes, int, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", 0, "png"),
+    (b"\xff\xd8\xff", 0, "jpg"),
+    (b"GIF8", 0, "gif"),
+    (b"RIFF", 0, "riff"),
+    (b"ftyp", 4, "mp4"),
+    (b"ID3", 0, "mp3"),
+    (b"\xff\xfb", 0, "mp3"),
+    (b"\xff\xf3", 0, "mp3"),
+    (b"OggS", 0, "ogg"),
+    (b"fLaC", 0, "flac"),
+    (b"MThd", 0, "mid"),
+    (b"%PDF", 0, "pdf"),
+)
+_CONTENT_TYPES = {
+    "image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/gif": "gif",
+    "video/mp4": "mp4", "video/quicktime": "mov", "video/webm": "webm",
+    "audio/mpeg": "mp3", "audio/mp3": "mp3", "audio/wav": "wav", "audio/x-wav": "wav",
+    "audio/ogg": "ogg", "audio/flac": "flac", "audio/midi": "mid", "audio/mp4": "m4a",
+    "application/json": "json", "text/plain": "txt",
+}
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def sniff_extension(head: bytes, content_type: str | None, url: str | None = None) -> str:
+    """Extension from the first bytes, then the content type, then the URL path, then `bin`."""
+    for magic, offset, ext in _MAGIC:
+        if head[offset : offset + len(magic)] == magic:
+            if ext == "riff":
+                kind = head[8:12]
+                return "webp" if kind == b"WEBP" else "wav" if kind == b"WAVE" else "bin"
+            if ext == "mp4" and head[8:12] == b"qt  ":
+                return "mov"
+            return ext
+    if content_type:
+        base = content_type.split(";", 1)[0].strip().lower()
+        if base in _CONTENT_TYPES:
+            return _CONTENT_TYPES[base]
+        guessed = mimetypes.guess_extension(base)
+        if guessed:
+            return guessed.lstrip(".")
+    if url:
+        suffix = Path(urlparse(url).path).suffix.lstrip(".").lower()
+        if suffix and suffix.isalnum() and len(suffix) <= 5:
+            return suffix
+    return "bin"
+
+
+def safe_stem(text: str) -> str:
+    """A file-name stem from our own ids or a user's output name; never a path."""
+    stem = _SAFE.sub("_", text).strip("._") or "result"
+    return stem[:120]
+
+
+@dataclass(frozen=True)
+class SavedFile:
+    url: str
+    path: Path
+    size: int
+    sha256: str
+    content_type: str | None
+
+
+class FileSink:
+    """Receives a download's chunks and turns them into a verified file.
+
+    Usage: `sink.start(content_type, length)`, `sink.write(chunk)` repeatedly, then `sink.finish()`.
+    `abort()` removes the partial file. The destination's extension is chosen at `finish()` from the
+    first bytes, so it is right even when the server's content type is wrong.
+    """
+
+    def __init__(self, directory: Path, stem: str, url: str) -> None:
+        self.directory = directory
+        self.stem = safe_stem(stem)
+        self.url = url
+        self.content_type: str | None = None
+        self.expected: int | None = None
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._head = b""
+        self._handle: os.PathLike[str] | None = None
+        self._part = directory / f".{self.stem}.part"
+        self._file = None
+
+    def start(self, content_type: str | None, length: int | None) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.content_type = content_type
+        self.expected = length
+        self._file = open(self._part, "wb")  # noqa: SIM115 - closed in finish/abort
+
+    def write(self, chunk: bytes) -> None:
+        assert self._file is not None, "start() first"
+        if len(self._head) < 16:
+            self._head += chunk[: 16 - len(self._head)]
+        self._hash.update(chunk)
+        self._size += len(chunk)
+        self._file.write(chunk)
+
+    def finish(self) -> SavedFile:
+        assert self._file is not None, "start() first"
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self._file = None
+        if self.expected is not None and self._size != self.expected:
+            self._part.unlink(missing_ok=True)
+            raise ValueError(f"download was truncated: got {self._size} of {self.expected} bytes")
+        if self._size == 0:
+            self._part.unlink(missing_ok=True)
+            raise ValueError("download was empty")
+        ext = sniff_extension(self._head, self.content_type, self.url)
+        final = self.directory / f"{self.stem}.{ext}"
+        os.replace(self._part, final)
+        return SavedFile(self.url, final, self._size, self._hash.hexdigest(), self.content_type)
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._part.unlink(missing_ok=True)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,270 @@
+"""The submit → wait → download workflow, written once, as generators of effects.
+
+A flow never performs IO. It yields an effect (`Send` a request, `Sleep`, `Fetch` a file into a sink)
+and receives its result; the sync client (`kie.Kie`) and the async client (`kie.AsyncKie`) are two small
+drivers that perform effects with `httpx.Client` or `httpx.AsyncClient`. Every rule about polling,
+deadlines, grace windows, link refresh and uploads therefore exists exactly once, here.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import time
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kie.catalog.spec import ModelSpec
+from kie.errors import (
+    DownloadError,
+    KieError,
+    NotFoundError,
+    SubmissionUnknownError,
+    TaskFailedError,
+    TimeoutError,
+)
+from kie.protocol.common import (
+    UploadedFile,
+    download_url_request,
+    parse_download_url,
+    parse_upload,
+    stream_upload_request,
+    unique_name,
+)
+from kie.protocol.envelope import ApiRequest, Envelope, require_ok
+from kie.protocol.families import family_for
+from kie.protocol.files import FileSink, SavedFile
+from kie.protocol.polling import PollClock, PollPolicy, next_delay
+from kie.protocol.task import TaskState, TaskStatus
+
+
+@dataclass(frozen=True)
+class Send:
+    """Perform a request (with the retry rules of its kind). Result: an `Envelope`.
+
+    Envelopes whose code is in `answers` come back as values; any other non-200 code is raised as its
+    typed error, after retries where the rules allow them.
+    """
+
+    request: ApiRequest
+    answers: frozenset[int] = frozenset()
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class Sleep:
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Fetch:
+    """Stream `url` into `sink` without credentials. Result: a `SavedFile`; raises `FetchFailed`."""
+
+    url: str
+    sink: FileSink
+
+
+class FetchFailed(Exception):
+    def __init__(self, url: str, status: int | None, reason: str) -> None:
+        super().__init__(reason)
+        self.url = url
+        self.status = status
+
+
+Effect = Send | Sleep | Fetch
+Flow = Generator[Effect, Any, Any]
+StatusHook = Callable[[TaskStatus, int], None]
+
+EXPIRED_STATUSES = {401, 403, 404, 410}
+
+
+def submit(spec: ModelSpec, values: Mapping[str, Any], callback_url: str | None) -> Flow:
+    """Create the task; return its id. A garbled success answer may hide a created task: say so."""
+    family = family_for(spec)
+    request = family.create_request(spec, values, callback_url)
+    env: Envelope = yield Send(request, model=spec.id)
+    data = require_ok(env)
+    try:
+        return family.parse_created(data)
+    except ValueError as exc:
+        raise SubmissionUnknownError(
+            f"Kie accepted the create for {spec.id} but its answer had no task id ({exc}); the task may "
+            "exist. It was not resent.",
+            model=spec.id,
+        ) from exc
+
+
+def status_once(spec: ModelSpec | None, task_id: str) -> Flow:
+    """Read a task's status once; unknown tasks raise `NotFoundError`."""
+    family = family_for(spec)
+    env: Envelope = yield Send(family.status_request(spec, task_id), answers=frozenset({404, 422, 501, 408}))
+    if family.not_visible(env):
+        raise NotFoundError(
+            f"Kie has no task {task_id} ({env.msg or 'recordInfo is null'}). Check the id.",
+            code=env.code, task_id=task_id,
+        )
+    return family.parse_status(env, task_id)
+
+
+def wait(
+    spec: ModelSpec | None,
+    task_id: str,
+    *,
+    policy: PollPolicy,
+    clock: Callable[[], float],
+    deadline: float,
+    learned: PollClock | None = None,
+    poll_now: bool = False,
+    on_status: StatusHook | None = None,
+) -> Flow:
+    """Poll until the task is terminal; return the final `TaskStatus` (raise on failure or deadline)."""
+    family = family_for(spec)
+    expected = spec.traits.typical_seconds if spec is not None else 30.0
+    if learned is not None and spec is not None:
+        expected = learned.expected(spec.id, expected)
+    start = clock()
+    polls = 0
+    first = True
+    while True:
+        elapsed = clock() - start
+        remaining = deadline - elapsed
+        if remaining <= 0:
+            raise TimeoutError(
+                f"Task {task_id} did not finish within {deadline:.0f} s; it may still be running on Kie. "
+                f"Fetch it later with `kie task get {task_id}`.",
+                task_id=task_id,
+            )
+        if not (first and poll_now):
+            yield Sleep(min(next_delay(policy, elapsed, expected), remaining))
+        first = False
+        env: Envelope = yield Send(
+            family.status_request(spec, task_id), answers=frozenset({404, 422, 501, 408})
+        )
+        polls += 1
+        if family.not_visible(env):
+            if clock() - start < policy.scaled(policy.not_visible_grace):
+                continue
+            raise NotFoundError(
+                f"Kie still has no record of task {task_id} after the grace window ({env.msg}).",
+                code=env.code, task_id=task_id,
+            )
+        status = family.parse_status(env, task_id)
+        if on_status is not None:
+            on_status(status, polls)
+        if status.state is TaskState.SUCCEEDED:
+            if learned is not None and spec is not None:
+                learned.observe(spec.id, (clock() - start) / (policy.scale or 1.0), expected)
+            return status
+        if status.state is TaskState.FAILED:
+            raise task_failed(status)
+
+
+def task_failed(status: TaskStatus) -> TaskFailedError:
+    detail = status.fail_msg or "no reason given"
+    code = f" (failCode {status.fail_code})" if status.fail_code else ""
+    return TaskFailedError(
+        f"Task {status.task_id} failed on Kie{code}: {detail}. Failed tasks are not charged.",
+        task_id=status.task_id, fail_code=status.fail_code, fail_msg=status.fail_msg,
+    )
+
+
+def download(status: TaskStatus, directory: Path, stem: str) -> Flow:
+    """Save every result URL as `<stem>-<n>.<ext>`; refresh expired links through `download-url`."""
+    if not status.result_urls:
+        raise DownloadError(
+            f"Task {status.task_id} succeeded but returned no result URL.", url="", task_id=status.task_id
+        )
+    saved: list[SavedFile] = []
+    for index, url in enumerate(status.result_urls, start=1):
+        name = f"{stem}-{index}"
+        try:
+            saved.append((yield Fetch(url, FileSink(directory, name, url))))
+            continue
+        except FetchFailed as exc:
+            if exc.status not in EXPIRED_STATUSES:
+                raise DownloadError(
+                    f"Could not download result {index} of task {status.task_id}: {exc}. The task is paid "
+                    f"for; retry with `kie task get {status.task_id}`.",
+                    url=url, task_id=status.task_id,
+                ) from exc
+        env: Envelope = yield Send(download_url_request(url))
+        fresh = parse_download_url(require_ok(env, task_id=status.task_id))
+        try:
+            saved.append((yield Fetch(fresh, FileSink(directory, name, url))))
+        except FetchFailed as exc:
+            raise DownloadError(
+                f"Result {index} of task {status.task_id} expired and its refreshed link failed too ({exc}).",
+                url=url, task_id=status.task_id,
+            ) from exc
+    return saved
+
+
+def upload(content: Path | bytes, *, upload_path: str, mime_type: str | None = None) -> Flow:
+    """Upload a local file or bytes under a unique name; return the `UploadedFile`."""
+    if isinstance(content, Path):
+        guessed = mimetypes.guess_type(content.name)[0]
+        mime = mime_type or guessed or "application/octet-stream"
+        ext = content.suffix.lstrip(".") or (mimetypes.guess_extension(mime) or ".bin").lstrip(".")
+        handle = content.open("rb")
+        try:
+            env: Envelope = yield Send(stream_upload_request(handle, unique_name(ext), upload_path, mime))
+        finally:
+            handle.close()
+    else:
+        mime = mime_type or "application/octet-stream"
+        ext = (mimetypes.guess_extension(mime) or ".bin").lstrip(".")
+        env = yield Send(stream_upload_request(bytes(content), unique_name(ext), upload_path, mime))
+    return parse_upload(env)
+
+
+def _local(value: Any) -> Path | bytes | None:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, Path):
+        return value
+    if isinstance(value, str) and not value.startswith(("http://", "https://", "data:")):
+        return Path(value)
+    return None
+
+
+def upload_inputs(spec: ModelSpec, values: Mapping[str, Any], *, upload_path: str) -> Flow:
+    """Replace local files in media fields with the `downloadUrl` of their upload."""
+    result = dict(values)
+    for name, field in spec.fields.items():
+        if field.media is None or name not in result:
+            continue
+        value = result[name]
+        items = value if isinstance(value, list) else [value]
+        replaced = []
+        for item in items:
+            local = _local(item)
+            if local is None:
+                replaced.append(item)
+                continue
+            uploaded: UploadedFile = yield from upload(local, upload_path=upload_path)
+            replaced.append(uploaded.download_url)
+        result[name] = replaced if isinstance(value, list) else replaced[0]
+    return result
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+__all__ = [
+    "Effect",
+    "Fetch",
+    "FetchFailed",
+    "Flow",
+    "KieError",
+    "Send",
+    "Sleep",
+    "download",
+    "status_once",
+    "submit",
+    "task_failed",
+    "upload",
+    "upload_inputs",
+    "wait",
+]
