@@ -21,6 +21,7 @@ from kie.catalog.spec import ModelSpec
 from kie.client._base import (
     USER_AGENT,
     ClientConfig,
+    async_transport,
     callback_for,
     check,
     content_length,
@@ -68,11 +69,12 @@ class AsyncKie:
         )
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self._http = httpx.AsyncClient(
-            headers=self.config.headers(), timeout=self.config.timeout, limits=limits, transport=transport
+            headers=self.config.headers(), timeout=self.config.timeout,
+            transport=transport or async_transport(limits),
         )
         self._files = httpx.AsyncClient(
             headers={"User-Agent": USER_AGENT}, timeout=self.config.timeout, follow_redirects=True,
-            limits=limits, transport=transport,
+            transport=transport or async_transport(limits),
         )
         scale = self.config.poll.scale
         self._status_pacer = Pacer(scale / status_reads_per_second if status_reads_per_second > 0 else 0.0)

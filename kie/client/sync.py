@@ -23,6 +23,7 @@ from kie.client._base import (
     prepare,
     read_envelope,
     retrying_args,
+    sync_transport,
 )
 from kie.client.results import Generation, Result, Submission
 from kie.config import Settings
@@ -64,12 +65,12 @@ class Kie:
             retry=retry, poll=poll, create_interval=create_interval,
         )
         self._http = httpx.Client(
-            headers=self.config.headers(), timeout=self.config.timeout, transport=transport
+            headers=self.config.headers(), timeout=self.config.timeout, transport=transport or sync_transport()
         )
         # Result files live on other hosts; this client never carries the API key.
         self._files = httpx.Client(
             headers={"User-Agent": USER_AGENT}, timeout=self.config.timeout, follow_redirects=True,
-            transport=transport,
+            transport=transport or sync_transport(),
         )
 
     def __enter__(self) -> Kie:
