@@ -94,7 +94,7 @@ def _read_file(path: Path) -> dict[str, Any]:
         return {}
     try:
         with path.open("rb") as handle:
-            return tomllib.load(handle)
+            return dict(tomllib.load(handle))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigurationError(f"Cannot read config file {path}: {exc}. Fix or remove it.") from exc
 
@@ -114,7 +114,7 @@ def _price_overrides(raw: Any, path: Path) -> dict[str, PriceRule]:
         except (PydanticValidationError, TypeError) as exc:
             raise ConfigurationError(
                 f"Price override for {model!r} in {path} is invalid; use a number of credits or a table "
-                f"like {{ credits = 20, per = \"second\", units_field = \"duration\" }}. ({exc.__class__.__name__})"
+                f'like {{ credits = 20, per = "second", units_field = "duration" }}.'
             ) from exc
     return rules
 
@@ -143,7 +143,9 @@ def load_settings(config_path: Path | None = None, **overrides: Any) -> Settings
     return Settings(
         api_key=pick("api_key", "KIE_API_KEY"),
         base_url=str(pick("base_url", "KIE_BASE_URL", DEFAULT_BASE_URL)).rstrip("/"),
-        upload_base_url=str(pick("upload_base_url", "KIE_UPLOAD_BASE_URL", DEFAULT_UPLOAD_BASE_URL)).rstrip("/"),
+        upload_base_url=str(pick("upload_base_url", "KIE_UPLOAD_BASE_URL", DEFAULT_UPLOAD_BASE_URL)).rstrip(
+            "/"
+        ),
         usd_per_credit=usd,
         max_credits=max_credits,
         callback_url=pick("callback_url", "KIE_CALLBACK_URL"),

@@ -173,7 +173,7 @@ class TaskFailedError(KieError):
         self.fail_msg = fail_msg
 
 
-class TimeoutError(KieError, builtins.TimeoutError):  # noqa: A001 - the name users expect
+class TimeoutError(KieError, builtins.TimeoutError):
     """Also a builtin `TimeoutError`, so generic timeout handling catches it."""
 
 

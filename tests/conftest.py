@@ -25,8 +25,16 @@ FAST_RETRY = RetryPolicy(attempts=4, initial=0.005, maximum=0.05, create_attempt
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reads the developer's config or key, or writes to their data directory."""
-    for name in ("KIE_API_KEY", "KIE_BASE_URL", "KIE_UPLOAD_BASE_URL", "KIE_CALLBACK_URL",
-                 "KIE_WEBHOOK_KEY", "KIE_STORE_URL", "KIE_MAX_CREDITS", "KIE_LOG"):
+    for name in (
+        "KIE_API_KEY",
+        "KIE_BASE_URL",
+        "KIE_UPLOAD_BASE_URL",
+        "KIE_CALLBACK_URL",
+        "KIE_WEBHOOK_KEY",
+        "KIE_STORE_URL",
+        "KIE_MAX_CREDITS",
+        "KIE_LOG",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("KIE_CONFIG", str(tmp_path / "no-config.toml"))
     monkeypatch.setenv("KIE_HOME", str(tmp_path / "kie-home"))
@@ -34,8 +42,11 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 def sandbox_config(**overrides: object) -> SandboxConfig:
     base: dict[str, object] = {
-        "api_keys": ("sk-test-key-0123456789",), "time_scale": TIME_SCALE, "seed": 7,
-        "max_image_side": 256, "duration_jitter": 0.1,
+        "api_keys": ("sk-test-key-0123456789",),
+        "time_scale": TIME_SCALE,
+        "seed": 7,
+        "max_image_side": 256,
+        "duration_jitter": 0.1,
     }
     base.update(overrides)
     return SandboxConfig(**base)  # type: ignore[arg-type]
@@ -51,7 +62,9 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[SandboxServer]:
 
 def client_settings(sandbox: SandboxServer, **overrides: object) -> Settings:
     settings = Settings(
-        api_key=sandbox.api_key, base_url=sandbox.url, upload_base_url=sandbox.url,
+        api_key=sandbox.api_key,
+        base_url=sandbox.url,
+        upload_base_url=sandbox.url,
         timeouts=Timeouts(connect=2, read=5, write=5, pool=5, task_deadline=60),
     )
     return settings.with_(**overrides)
@@ -63,15 +76,17 @@ def poll_policy(scale: float = TIME_SCALE) -> PollPolicy:
 
 @pytest.fixture
 def client(sandbox: SandboxServer) -> Iterator[Kie]:
-    with Kie(settings=client_settings(sandbox), poll=poll_policy(), retry=FAST_RETRY,
-             create_interval=None) as kie:
+    with Kie(
+        settings=client_settings(sandbox), poll=poll_policy(), retry=FAST_RETRY, create_interval=None
+    ) as kie:
         yield kie
 
 
 @pytest.fixture
 async def aclient(sandbox: SandboxServer) -> AsyncIterator[AsyncKie]:
-    async with AsyncKie(settings=client_settings(sandbox), poll=poll_policy(), retry=FAST_RETRY,
-                        create_interval=None) as kie:
+    async with AsyncKie(
+        settings=client_settings(sandbox), poll=poll_policy(), retry=FAST_RETRY, create_interval=None
+    ) as kie:
         yield kie
 
 
@@ -86,4 +101,6 @@ def require_postgres() -> str:
         return url
     if os.environ.get("KIE_TEST_REQUIRE_POSTGRES"):
         pytest.fail("KIE_TEST_REQUIRE_POSTGRES is set but KIE_TEST_POSTGRES_URL is not")
-    pytest.skip("PostgreSQL tests need KIE_TEST_POSTGRES_URL (e.g. postgresql+psycopg://postgres@127.0.0.1/test)")
+    pytest.skip(
+        "PostgreSQL tests need KIE_TEST_POSTGRES_URL (e.g. postgresql+psycopg://postgres@127.0.0.1/test)"
+    )

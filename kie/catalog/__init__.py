@@ -21,7 +21,7 @@ from kie.catalog.loader import CatalogDataError, load
 from kie.catalog.pricing import DEFAULT_USD_PER_CREDIT, Estimate
 from kie.catalog.pricing import estimate as _estimate
 from kie.catalog.recommend import Recommendation, escalation, recommend
-from kie.catalog.spec import Alias, FieldSpec, ModelSpec, PriceRule, Preset, UseCase
+from kie.catalog.spec import Alias, FieldSpec, ModelSpec, Preset, PriceRule, UseCase
 from kie.catalog.validate import ValidatedInput
 from kie.catalog.validate import validate as _validate
 from kie.errors import UnknownModelError
@@ -162,9 +162,7 @@ def validate(
     resolved = resolve(model) if isinstance(model, str) else Resolved(model)
     values = dict(resolved.alias.input) if resolved.alias else {}
     values.update(input)
-    return _validate(
-        resolved.model, values, allow_unknown=allow_unknown, allow_local_files=allow_local_files
-    )
+    return _validate(resolved.model, values, allow_unknown=allow_unknown, allow_local_files=allow_local_files)
 
 
 def estimate(

@@ -31,7 +31,7 @@ class CatalogData:
 
 
 def _read_json(name: str) -> Any:
-    path = resources.files("kie.catalog").joinpath("data", name)
+    path = resources.files("kie.catalog").joinpath("data").joinpath(name)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -40,7 +40,7 @@ def _read_json(name: str) -> Any:
 
 def _load_models() -> dict[str, ModelSpec]:
     models: dict[str, ModelSpec] = {}
-    folder = resources.files("kie.catalog").joinpath("data", "models")
+    folder = resources.files("kie.catalog").joinpath("data").joinpath("models")
     for entry in sorted(folder.iterdir(), key=lambda p: p.name):
         if not entry.name.endswith(".json"):
             continue

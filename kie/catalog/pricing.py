@@ -66,7 +66,7 @@ def price_of(rule: PriceRule, values: Mapping[str, Any]) -> tuple[float | None, 
         parts = [_key_part(values.get(name)) for name in rule.by]
         key = "|".join(parts)
         base = rule.table.get(key)
-        shown = ", ".join(f"{n}={p}" for n, p in zip(rule.by, parts))
+        shown = ", ".join(f"{n}={p}" for n, p in zip(rule.by, parts, strict=False))
         if base is None:
             return None, f"no known price for {shown}"
         basis = f"{_key_part(base)} credits for {shown}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from kie.catalog.loader import load
 from kie.catalog.pricing import Estimate, estimate
@@ -79,7 +80,8 @@ def recommend(
     estimates = {s.id: estimate(s, {}, override=overrides.get(s.id)) for s in candidates}
     if max_credits is not None:
         candidates = [
-            s for s in candidates
+            s
+            for s in candidates
             if estimates[s.id].credits_each is not None and estimates[s.id].credits_each <= max_credits  # type: ignore[operator]
         ]
     price_score = _price_scores({s.id: estimates[s.id].credits_each for s in candidates})
@@ -87,7 +89,7 @@ def recommend(
 
     ranked: list[Recommendation] = []
     for spec in candidates:
-        features = {
+        features: dict[Literal["price", "speed", "quality"], float] = {
             "price": price_score[spec.id],
             "speed": (spec.traits.speed - 1) / 4,
             "quality": (spec.traits.quality - 1) / 4,

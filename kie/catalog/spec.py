@@ -8,14 +8,14 @@ dropping a constraint that would have saved a paid request.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 FieldType = Literal["string", "integer", "number", "boolean", "array", "object"]
 MediaKind = Literal["image", "video", "audio", "text"]
 Lifecycle = Literal["active", "preview", "deprecated"]
-JsonScalar = Union[str, int, float, bool]
+JsonScalar = str | int | float | bool
 
 
 class _Strict(BaseModel):

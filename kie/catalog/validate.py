@@ -162,9 +162,7 @@ class _Checker:
 
     def _item(self, name: str, spec: FieldSpec, item: Any) -> None:
         if spec.items == "string":
-            if isinstance(item, str):
-                self._local_file(name, spec, item)
-            elif isinstance(item, LocalFile) and spec.media is not None:
+            if isinstance(item, str) or (isinstance(item, LocalFile) and spec.media is not None):
                 self._local_file(name, spec, item)
             else:
                 self.fail(name, f"must be a string, got {_describe(item)}")
@@ -202,8 +200,13 @@ def _type_phrase(kind: FieldType, spec: FieldSpec) -> str:
         return f"a list of {spec.items or 'values'}s"
     if kind == "string" and spec.media is not None:
         return f"a URL or local {spec.media} file"
-    return {"string": "a string", "integer": "an integer", "number": "a number",
-            "boolean": "true or false", "object": "an object"}[kind]
+    return {
+        "string": "a string",
+        "integer": "an integer",
+        "number": "a number",
+        "boolean": "true or false",
+        "object": "an object",
+    }[kind]
 
 
 def _describe(value: Any) -> str:
@@ -243,7 +246,9 @@ def validate(
                 passthrough.append(name)
                 continue
             hint = suggest(name, list(model.fields))
-            checker.fail(name, f"is not a field of {model.id}; its fields are {', '.join(model.fields)}", hint)
+            checker.fail(
+                name, f"is not a field of {model.id}; its fields are {', '.join(model.fields)}", hint
+            )
             continue
         if value is None:
             continue

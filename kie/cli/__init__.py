@@ -32,10 +32,7 @@ def _register_optional() -> None:
 
 
 def main() -> None:
-    try:
-        _register_optional()
-    except ImportError:  # pragma: no cover - only while a layer is being built
-        pass
+    _register_optional()
     try:
         app()
     except KieError as exc:

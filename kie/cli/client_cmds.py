@@ -14,7 +14,16 @@ from rich.live import Live
 from rich.text import Text
 
 from kie import catalog
-from kie.cli._common import console, err_console, fail, fmt_credits, fmt_usd, parse_pairs, print_json, read_json_file
+from kie.cli._common import (
+    console,
+    err_console,
+    fail,
+    fmt_credits,
+    fmt_usd,
+    parse_pairs,
+    print_json,
+    read_json_file,
+)
 from kie.client import Kie
 from kie.client._base import prepare
 from kie.config import Settings, load_settings
@@ -36,7 +45,9 @@ class Connection:
 
 
 @contextlib.contextmanager
-def connect(use_sandbox: bool, *, quiet: bool = False, time_scale: float = SANDBOX_TIME_SCALE) -> Iterator[Connection]:
+def connect(
+    use_sandbox: bool, *, quiet: bool = False, time_scale: float = SANDBOX_TIME_SCALE
+) -> Iterator[Connection]:
     """A client for the real API, or for an in-process sandbox when asked or when no key is set."""
     settings = load_settings()
     sandbox: SandboxServer | None = None
@@ -45,7 +56,7 @@ def connect(use_sandbox: bool, *, quiet: bool = False, time_scale: float = SANDB
         if not quiet:
             reason = "--sandbox" if use_sandbox else "No KIE_API_KEY is set"
             err_console.print(
-                f"[cyan]{reason}: using the built-in sandbox at {sandbox.url} — no account, no credits spent. "
+                f"[cyan]{reason}: using the built-in sandbox at {sandbox.url} — no account, no credits. "
                 "Set KIE_API_KEY to use Kie.ai.[/]"
             )
         settings = settings.with_(api_key=sandbox.api_key, base_url=sandbox.url, upload_base_url=sandbox.url)
@@ -76,7 +87,9 @@ class StatusLine:
 
     def __rich__(self) -> Text:
         elapsed = time.monotonic() - self.started
-        return Text(f"{self.model} · task {self.task_id} · {self.state} · {elapsed:5.1f}s · {self.polls} polls")
+        return Text(
+            f"{self.model} · task {self.task_id} · {self.state} · {elapsed:5.1f}s · {self.polls} polls"
+        )
 
 
 def _inputs(prompt: str | None, pairs: list[str] | None, input_json: Path | None) -> dict[str, Any]:
@@ -91,7 +104,9 @@ def generate(
     model: Annotated[str, typer.Argument(help="Model id or alias, e.g. nano-banana-pro.")],
     prompt: Annotated[str | None, typer.Option("--prompt", "-p", help="The prompt.")] = None,
     inputs: Annotated[list[str] | None, typer.Option("-i", "--input", help="key=value, repeatable.")] = None,
-    input_json: Annotated[Path | None, typer.Option("--input-json", help="JSON file of input fields.")] = None,
+    input_json: Annotated[
+        Path | None, typer.Option("--input-json", help="JSON file of input fields.")
+    ] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for results.")] = Path("kie-output"),
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Submit and print the task id only.")] = False,
     sandbox: Annotated[bool, typer.Option("--sandbox", help="Use the built-in local sandbox.")] = False,
@@ -106,8 +121,11 @@ def generate(
     est = prep.estimate
     with connect(sandbox, quiet=json_) as conn:
         if not json_:
-            price = (f"{fmt_credits(est.credits)} credits ≈ {fmt_usd(est.usd(conn.settings.usd_per_credit))}"
-                     if est.known else f"price unknown ({est.basis})")
+            price = (
+                f"{fmt_credits(est.credits)} credits ≈ {fmt_usd(est.usd(conn.settings.usd_per_credit))}"
+                if est.known
+                else f"price unknown ({est.basis})"
+            )
             console.print(f"[bold]{prep.model.id}[/] · {price}")
         try:
             sub = conn.client.submit(prep.model, prep.input)
@@ -115,12 +133,15 @@ def generate(
             fail(str(exc))
         if no_wait:
             if conn.sandbox is not None and not json_:
-                err_console.print("[yellow]The sandbox stops with this command, so this task ends here too.[/]")
+                err_console.print(
+                    "[yellow]The sandbox stops with this command, so this task ends here too.[/]"
+                )
             _emit_submitted(sub.task_id, sub.model, json_)
             return
         line = StatusLine(sub.model, sub.task_id)
         try:
-            with Live(line, console=err_console, refresh_per_second=8, transient=True, disable=json_):
+            live = contextlib.nullcontext() if json_ else Live(line, console=err_console, transient=True)
+            with live:
                 status = conn.client.wait(sub.task_id, prep.model, on_status=line.update)
             results = conn.client.download(status, output)
         except KeyboardInterrupt:
@@ -134,13 +155,21 @@ def generate(
         except KieError as exc:
             fail(str(exc), code=1)
     if json_:
-        print_json({
-            "task_id": sub.task_id, "model": sub.model, "state": status.state.value,
-            "credits": status.credits_consumed if status.credits_consumed is not None else est.credits,
-            "files": [{"path": str(r.path), "sha256": r.sha256, "size": r.size, "url": r.url} for r in results],
-        })
+        print_json(
+            {
+                "task_id": sub.task_id,
+                "model": sub.model,
+                "state": status.state.value,
+                "credits": status.credits_consumed if status.credits_consumed is not None else est.credits,
+                "files": [
+                    {"path": str(r.path), "sha256": r.sha256, "size": r.size, "url": r.url} for r in results
+                ],
+            }
+        )
         return
-    console.print(f"[green]Done[/] in {time.monotonic() - line.started:.1f}s with {line.polls} status checks:")
+    console.print(
+        f"[green]Done[/] in {time.monotonic() - line.started:.1f}s with {line.polls} status checks:"
+    )
     for result in results:
         console.print(f"  {result.path}  ({result.size:,} bytes, sha256 {result.sha256[:12]}…)")
 
@@ -158,7 +187,9 @@ task_app = typer.Typer(help="Work with one task by id.", no_args_is_help=True)
 @task_app.command("get")
 def task_get(
     task_id: Annotated[str, typer.Argument(help="The Kie task id.")],
-    model: Annotated[str | None, typer.Option("--model", help="Model of the task (needed for non-Market families).")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Model of the task (needed for non-Market families).")
+    ] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for results.")] = Path("kie-output"),
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait if it is still running.")] = True,
     json_: JsonOpt = False,
@@ -180,11 +211,16 @@ def task_get(
         except KieError as exc:
             fail(str(exc), code=1)
     if json_:
-        print_json({
-            "task_id": status.task_id, "model": status.model, "state": status.state.value,
-            "fail_code": status.fail_code, "fail_msg": status.fail_msg,
-            "files": [{"path": str(r.path), "sha256": r.sha256} for r in results],
-        })
+        print_json(
+            {
+                "task_id": status.task_id,
+                "model": status.model,
+                "state": status.state.value,
+                "fail_code": status.fail_code,
+                "fail_msg": status.fail_msg,
+                "files": [{"path": str(r.path), "sha256": r.sha256} for r in results],
+            }
+        )
         return
     console.print(f"task {status.task_id} ({status.model or 'model unknown'}): {status.state.value}")
     if status.fail_msg:
@@ -234,21 +270,31 @@ def sandbox_cmd(
     port: Annotated[int, typer.Option(help="Port (0 picks a free one).")] = 8765,
     api_key: Annotated[list[str] | None, typer.Option("--api-key", help="Accepted key, repeatable.")] = None,
     credits_: Annotated[float, typer.Option("--credits", help="Starting balance.")] = 100_000.0,
-    time_scale: Annotated[float, typer.Option("--time-scale", help="Factor on every generation, retry and expiry time (1 = real).")] = SANDBOX_TIME_SCALE,
-    strict_http: Annotated[bool, typer.Option("--strict-http", help="Also set HTTP status codes on errors.")] = False,
-    webhook_key: Annotated[str | None, typer.Option("--webhook-key", help="Sign callbacks with this HMAC key.")] = None,
+    time_scale: Annotated[
+        float,
+        typer.Option("--time-scale", help="Factor on every generation, retry and expiry time (1 = real)."),
+    ] = SANDBOX_TIME_SCALE,
+    strict_http: Annotated[
+        bool, typer.Option("--strict-http", help="Also set HTTP status codes on errors.")
+    ] = False,
+    webhook_key: Annotated[
+        str | None, typer.Option("--webhook-key", help="Sign callbacks with this HMAC key.")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for timings and random faults.")] = 0,
 ) -> None:
     """Run a local Kie.ai: same paths, shapes and quirks, no account, no credits."""
     from kie.sandbox.server import sample_key, serve_forever
 
-
     if time_scale <= 0:
         fail("--time-scale must be greater than 0; 1 is real time, 0.1 makes a 30 s image take 3 s.")
     keys = tuple(api_key or ()) or (sample_key(),)
     config = SandboxConfig(
-        api_keys=keys, credits=credits_, time_scale=time_scale, strict_http=strict_http,
-        webhook_key=webhook_key, seed=seed,
+        api_keys=keys,
+        credits=credits_,
+        time_scale=time_scale,
+        strict_http=strict_http,
+        webhook_key=webhook_key,
+        seed=seed,
     )
     try:
         server = SandboxServer(config, host=host, port=port)

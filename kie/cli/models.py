@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -12,8 +10,7 @@ from rich.table import Table
 from kie import catalog
 from kie.catalog.pricing import Estimate
 from kie.catalog.spec import FieldSpec, ModelSpec, PriceRule
-from kie.cli._common import console, fail, fmt_credits, fmt_usd, parse_pairs, print_json
-from kie.config import load_settings
+from kie.cli._common import console, fail, fmt_credits, print_json
 from kie.errors import KieError
 
 models_app = typer.Typer(help="List and inspect every model Kie.ai sells.", no_args_is_help=False)
@@ -26,7 +23,11 @@ def _price_text(rule: PriceRule | None) -> str:
         return "unknown"
     if rule.table is not None:
         values = sorted(set(rule.table.values()))
-        base = fmt_credits(values[0]) if len(values) == 1 else f"{fmt_credits(values[0])}–{fmt_credits(values[-1])}"
+        base = (
+            fmt_credits(values[0])
+            if len(values) == 1
+            else f"{fmt_credits(values[0])}–{fmt_credits(values[-1])}"
+        )
     else:
         base = fmt_credits(rule.credits)
     suffix = {"task": "", "second": "/s", "output": "/output"}[rule.per]
@@ -76,8 +77,13 @@ def list_models(
     for spec in found:
         row = model_summary(spec)
         table.add_row(
-            spec.id, spec.media, ", ".join(spec.capabilities), row["price"],
-            "⚡" * spec.traits.speed, "★" * spec.traits.quality, spec.status,
+            spec.id,
+            spec.media,
+            ", ".join(spec.capabilities),
+            row["price"],
+            "⚡" * spec.traits.speed,
+            "★" * spec.traits.quality,
+            spec.status,
         )
     console.print(table)
 
@@ -87,7 +93,9 @@ def _field_row(name: str, spec: FieldSpec) -> dict[str, Any]:
     if spec.enum is not None:
         allowed = ", ".join(str(v) for v in spec.enum) + ("" if spec.enum_complete else ", … (examples)")
     elif spec.minimum is not None or spec.maximum is not None:
-        allowed = f"{spec.minimum if spec.minimum is not None else '…'} to {spec.maximum if spec.maximum is not None else '…'}"
+        low = "…" if spec.minimum is None else spec.minimum
+        high = "…" if spec.maximum is None else spec.maximum
+        allowed = f"{low} to {high}"
     limits = []
     if spec.max_length is not None:
         limits.append(f"≤{spec.max_length} chars")
@@ -109,7 +117,9 @@ def _field_row(name: str, spec: FieldSpec) -> dict[str, Any]:
 
 
 @models_app.command("show")
-def show_model(model: Annotated[str, typer.Argument(help="Model id, alias or seed name.")], json_: JsonOpt = False) -> None:
+def show_model(
+    model: Annotated[str, typer.Argument(help="Model id, alias or seed name.")], json_: JsonOpt = False
+) -> None:
     """Every field of a model with type, default and allowed values, plus aliases and price rule."""
     try:
         resolved = catalog.resolve(model)
@@ -119,23 +129,28 @@ def show_model(model: Annotated[str, typer.Argument(help="Model id, alias or see
     aliases = sorted(name for name, a in catalog.aliases().items() if a.target == spec.id)
     fields = [_field_row(n, f) for n, f in spec.fields.items()]
     if json_:
-        print_json({
-            **model_summary(spec),
-            "vendor": spec.vendor,
-            "docs_url": spec.docs_url,
-            "endpoint": spec.endpoint.model_dump(),
-            "fields": fields,
-            "schema_published": spec.schema_published,
-            "price_rule": spec.price.model_dump() if spec.price else None,
-            "traits": spec.traits.model_dump(),
-            "aliases": aliases,
-            "notes": list(spec.notes),
-        })
+        print_json(
+            {
+                **model_summary(spec),
+                "vendor": spec.vendor,
+                "docs_url": spec.docs_url,
+                "endpoint": spec.endpoint.model_dump(),
+                "fields": fields,
+                "schema_published": spec.schema_published,
+                "price_rule": spec.price.model_dump() if spec.price else None,
+                "traits": spec.traits.model_dump(),
+                "aliases": aliases,
+                "notes": list(spec.notes),
+            }
+        )
         return
     if resolved.alias is not None:
         console.print(f"[dim]{model!r} is an alias of {spec.id}.[/] {resolved.alias.note or ''}")
     console.print(f"[bold]{spec.name}[/]  ({spec.id})  {spec.status}")
-    console.print(f"{spec.media} · {', '.join(spec.capabilities)} · vendor {spec.vendor or '?'} · docs {spec.docs_url or '—'}")
+    console.print(
+        f"{spec.media} · {', '.join(spec.capabilities)} · vendor {spec.vendor or '?'}"
+        f" · docs {spec.docs_url or '—'}"
+    )
     endpoint = spec.endpoint
     console.print(f"endpoint: POST {endpoint.create}  ·  status: {endpoint.status}")
     table = Table(show_lines=False)
@@ -143,25 +158,38 @@ def show_model(model: Annotated[str, typer.Argument(help="Model id, alias or see
         table.add_column(column, overflow="fold")
     for row in fields:
         table.add_row(
-            row["field"], row["type"], "yes" if row["required"] else "",
+            row["field"],
+            row["type"],
+            "yes" if row["required"] else "",
             "" if row["default"] is None else str(row["default"]),
-            row["allowed"] or "", row["limits"] or "", row["upload"] or "",
+            row["allowed"] or "",
+            row["limits"] or "",
+            row["upload"] or "",
         )
     if spec.schema_published:
         console.print(table)
     else:
-        console.print("[yellow]Kie publishes no input schema for this model: inputs are passed through unchecked.[/]")
+        console.print(
+            "[yellow]Kie publishes no input schema for this model: inputs are passed through unchecked.[/]"
+        )
     rule = spec.price
     if rule is None:
         console.print("price: unknown (no published price; set one in your config's [prices] table)")
     else:
         how = f"by {', '.join(rule.by)}" if rule.by else "flat"
-        per = {"task": "per task", "second": f"per second of `{rule.units_field}`", "output": f"per output (`{rule.units_field}`)"}[rule.per]
+        per = {
+            "task": "per task",
+            "second": f"per second of `{rule.units_field}`",
+            "output": f"per output (`{rule.units_field}`)",
+        }[rule.per]
         console.print(f"price: {_price_text(rule)} credits, {how}, {per} — source: {rule.source}")
         if rule.table:
             console.print("  " + "; ".join(f"{k}: {fmt_credits(v)}" for k, v in rule.table.items()))
     t = spec.traits
-    console.print(f"speed {t.speed}/5 (~{int(t.typical_seconds)} s) · quality {t.quality}/5 · best for {', '.join(t.best_for) or '—'} · languages {', '.join(t.languages)}")
+    console.print(
+        f"speed {t.speed}/5 (~{int(t.typical_seconds)} s) · quality {t.quality}/5"
+        f" · best for {', '.join(t.best_for) or '—'} · languages {', '.join(t.languages)}"
+    )
     if aliases:
         console.print("aliases: " + ", ".join(aliases))
     for note in spec.notes:

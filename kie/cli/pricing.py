@@ -30,7 +30,9 @@ def cost(
     inputs: Annotated[list[str] | None, typer.Option("-i", "--input", help="key=value, repeatable.")] = None,
     count: Annotated[int, typer.Option("-n", "--count", min=1, help="How many tasks.")] = 1,
     file: Annotated[Path | None, typer.Option("--file", help="Estimate a whole JSONL or CSV batch.")] = None,
-    default_model: Annotated[str | None, typer.Option("--model", help="Model for rows that name none.")] = None,
+    default_model: Annotated[
+        str | None, typer.Option("--model", help="Model for rows that name none.")
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Credits and USD for one model (x N), or a per-model breakdown of a batch file."""
@@ -81,36 +83,57 @@ def _cost_file(path: Path, default_model: str | None, settings: Settings, json_:
     unknown_rows = sum(g["unknown"] for g in groups.values())
     rate = settings.usd_per_credit
     if json_:
-        print_json({
-            "file": str(path),
-            "models": [
-                {"model": m, "rows": g["rows"], "credits": g["credits"] if g["rows"] > g["unknown"] else None,
-                 "unknown_rows": g["unknown"], "usd": g["credits"] * rate}
-                for m, g in sorted(groups.items())
-            ],
-            "total_credits_known": total_known,
-            "total_usd_known": total_known * rate,
-            "unknown_rows": unknown_rows,
-            "invalid_rows": [{"line": line, "error": msg} for line, msg in problems],
-        })
+        print_json(
+            {
+                "file": str(path),
+                "models": [
+                    {
+                        "model": m,
+                        "rows": g["rows"],
+                        "credits": g["credits"] if g["rows"] > g["unknown"] else None,
+                        "unknown_rows": g["unknown"],
+                        "usd": g["credits"] * rate,
+                    }
+                    for m, g in sorted(groups.items())
+                ],
+                "total_credits_known": total_known,
+                "total_usd_known": total_known * rate,
+                "unknown_rows": unknown_rows,
+                "invalid_rows": [{"line": line, "error": msg} for line, msg in problems],
+            }
+        )
     else:
         table = Table(title=f"Cost estimate for {path.name}")
-        for column, justify in (("model", "left"), ("rows", "right"), ("credits", "right"), ("USD", "right"), ("unknown", "right")):
+        for column, justify in (
+            ("model", "left"),
+            ("rows", "right"),
+            ("credits", "right"),
+            ("USD", "right"),
+            ("unknown", "right"),
+        ):
             table.add_column(column, justify=justify)  # type: ignore[arg-type]
         for model, g in sorted(groups.items()):
             known = g["rows"] - g["unknown"]
             table.add_row(
-                model, str(g["rows"]),
+                model,
+                str(g["rows"]),
                 fmt_credits(g["credits"]) if known else "unknown",
                 fmt_usd(g["credits"] * rate) if known else "unknown",
                 str(g["unknown"]) if g["unknown"] else "",
             )
         table.add_section()
-        table.add_row("total", str(sum(g["rows"] for g in groups.values())), fmt_credits(total_known),
-                      fmt_usd(total_known * rate), str(unknown_rows) if unknown_rows else "")
+        table.add_row(
+            "total",
+            str(sum(g["rows"] for g in groups.values())),
+            fmt_credits(total_known),
+            fmt_usd(total_known * rate),
+            str(unknown_rows) if unknown_rows else "",
+        )
         console.print(table)
         if unknown_rows:
-            console.print(f"[yellow]{unknown_rows} rows have no known price; the total covers only known prices.[/]")
+            console.print(
+                f"[yellow]{unknown_rows} rows have no known price; the total covers only known prices.[/]"
+            )
         for line, message in problems:
             err_console.print(f"[red]line {line}:[/] {message}")
     if problems:
@@ -118,10 +141,14 @@ def _cost_file(path: Path, default_model: str | None, settings: Settings, json_:
 
 
 def recommend(
-    use_case: Annotated[str, typer.Option("--use-case", help="budget, speed, quality, artistic, text, chinese or utility.")],
+    use_case: Annotated[
+        str, typer.Option("--use-case", help="budget, speed, quality, artistic, text, chinese or utility.")
+    ],
     kind: Annotated[str | None, typer.Option(help="image, video or audio.")] = None,
     capability: Annotated[str | None, typer.Option(help="e.g. text-to-image, edit, upscale.")] = None,
-    max_credits: Annotated[float | None, typer.Option("--max-credits", help="Only models at or under this price.")] = None,
+    max_credits: Annotated[
+        float | None, typer.Option("--max-credits", help="Only models at or under this price.")
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, help="How many to show.")] = 8,
     json_: JsonOpt = False,
 ) -> None:
@@ -129,21 +156,32 @@ def recommend(
     settings = load_settings()
     try:
         ranked = catalog.recommend(
-            use_case, kind=kind, capability=capability, max_credits=max_credits, limit=limit,
+            use_case,
+            kind=kind,
+            capability=capability,
+            max_credits=max_credits,
+            limit=limit,
             overrides=settings.price_overrides,
         )
     except KieError as exc:
         fail(str(exc))
     ladder = catalog.escalation(kind or "image")
     if json_:
-        print_json({
-            "use_case": use_case,
-            "ranked": [
-                {"model": r.model.id, "score": r.score, "credits": r.estimate.credits_each, "reason": r.reason}
-                for r in ranked
-            ],
-            "escalation": [{"model": m.id, "credits": e.credits_each} for m, e in ladder],
-        })
+        print_json(
+            {
+                "use_case": use_case,
+                "ranked": [
+                    {
+                        "model": r.model.id,
+                        "score": r.score,
+                        "credits": r.estimate.credits_each,
+                        "reason": r.reason,
+                    }
+                    for r in ranked
+                ],
+                "escalation": [{"model": m.id, "credits": e.credits_each} for m, e in ladder],
+            }
+        )
         return
     if not ranked:
         fail("No active model fits those filters; loosen --max-credits or --capability.", code=1)

@@ -115,8 +115,11 @@ def make_config(
 ) -> ClientConfig:
     base = settings or load_settings(api_key=api_key, base_url=base_url, upload_base_url=upload_base_url)
     if settings is not None:
-        changes = {k: v for k, v in (("api_key", api_key), ("base_url", base_url),
-                                     ("upload_base_url", upload_base_url)) if v is not None}
+        changes = {
+            k: v
+            for k, v in (("api_key", api_key), ("base_url", base_url), ("upload_base_url", upload_base_url))
+            if v is not None
+        }
         base = base.with_(**changes)
     configure_logging(base)
     return ClientConfig(
@@ -157,7 +160,9 @@ def check(effect: Send, env: Envelope) -> Envelope:
     raise error_for(env)
 
 
-def retrying_args(config: ClientConfig, kind: str, sleep: Callable[[float], Any] | None = None) -> dict[str, Any]:
+def retrying_args(
+    config: ClientConfig, kind: str, sleep: Callable[[float], Any] | None = None
+) -> dict[str, Any]:
     policy = config.retry
 
     def wait(state: tenacity.RetryCallState) -> float:
@@ -166,7 +171,9 @@ def retrying_args(config: ClientConfig, kind: str, sleep: Callable[[float], Any]
 
     def should_retry(exc: BaseException) -> bool:
         if kind == "download":
-            return isinstance(exc, FetchFailed) and (exc.status is None or exc.status >= 500 or exc.status == 429)
+            return isinstance(exc, FetchFailed) and (
+                exc.status is None or exc.status >= 500 or exc.status == 429
+            )
         return is_retryable(kind, exc)  # type: ignore[arg-type]
 
     args: dict[str, Any] = {

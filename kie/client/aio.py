@@ -64,16 +64,24 @@ class AsyncKie:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.config: ClientConfig = make_config(
-            api_key=api_key, base_url=base_url, upload_base_url=upload_base_url, settings=settings,
-            retry=retry, poll=poll, create_interval=create_interval,
+            api_key=api_key,
+            base_url=base_url,
+            upload_base_url=upload_base_url,
+            settings=settings,
+            retry=retry,
+            poll=poll,
+            create_interval=create_interval,
         )
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self._http = httpx.AsyncClient(
-            headers=self.config.headers(), timeout=self.config.timeout,
+            headers=self.config.headers(),
+            timeout=self.config.timeout,
             transport=transport or async_transport(limits),
         )
         self._files = httpx.AsyncClient(
-            headers={"User-Agent": USER_AGENT}, timeout=self.config.timeout, follow_redirects=True,
+            headers={"User-Agent": USER_AGENT},
+            timeout=self.config.timeout,
+            follow_redirects=True,
             transport=transport or async_transport(limits),
         )
         scale = self.config.poll.scale
@@ -115,8 +123,10 @@ class AsyncKie:
 
     async def _send(self, effect: Send) -> Envelope:
         request = effect.request
-        pacer = self.config.create_pacer if request.kind == "create" else (
-            self._status_pacer if request.method == "GET" else None
+        pacer = (
+            self.config.create_pacer
+            if request.kind == "create"
+            else (self._status_pacer if request.method == "GET" else None)
         )
         if pacer is not None:
             await asyncio.sleep(pacer.reserve(time.monotonic()))
@@ -168,7 +178,9 @@ class AsyncKie:
         **fields: Any,
     ) -> Submission:
         prep = prepare(model, input, fields, settings=self.config.settings, allow_unknown=allow_unknown)
-        values = await self.run(flows.upload_inputs(prep.model, prep.input, upload_path=self.config.upload_path))
+        values = await self.run(
+            flows.upload_inputs(prep.model, prep.input, upload_path=self.config.upload_path)
+        )
         callback = callback_url or callback_for(self.config, prep.model)
         task_id = await self.run(flows.submit(prep.model, values, callback))
         return Submission(task_id, prep.model.id, prep.estimate, values)
@@ -183,11 +195,18 @@ class AsyncKie:
         poll_now: bool = False,
     ) -> TaskStatus:
         spec = catalog.get(model) if isinstance(model, str) else model
-        result: TaskStatus = await self.run(flows.wait(
-            spec, task_id, policy=self.config.poll, clock=time.monotonic,
-            deadline=deadline or self.config.settings.timeouts.task_deadline,
-            learned=self.config.learned, poll_now=poll_now, on_status=on_status,
-        ))
+        result: TaskStatus = await self.run(
+            flows.wait(
+                spec,
+                task_id,
+                policy=self.config.poll,
+                clock=time.monotonic,
+                deadline=deadline or self.config.settings.timeouts.task_deadline,
+                learned=self.config.learned,
+                poll_now=poll_now,
+                on_status=on_status,
+            )
+        )
         return result
 
     async def get(self, task_id: str, model: str | ModelSpec | None = None) -> TaskStatus:
@@ -215,7 +234,9 @@ class AsyncKie:
         on_status: StatusHook | None = None,
         **fields: Any,
     ) -> Generation:
-        sub = await self.submit(model, input, callback_url=callback_url, allow_unknown=allow_unknown, **fields)
+        sub = await self.submit(
+            model, input, callback_url=callback_url, allow_unknown=allow_unknown, **fields
+        )
         status = await self.wait(sub.task_id, sub.model, deadline=deadline, on_status=on_status)
         results = await self.download(status, output_dir, name=name)
         return Generation(sub.task_id, sub.model, status, tuple(results), sub.estimate)
@@ -251,4 +272,3 @@ class AsyncKie:
     async def download_url(self, url: str) -> str:
         env = await self._send(Send(common.download_url_request(url)))
         return common.parse_download_url(require_ok(env))
-

@@ -61,15 +61,24 @@ class Kie:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.config: ClientConfig = make_config(
-            api_key=api_key, base_url=base_url, upload_base_url=upload_base_url, settings=settings,
-            retry=retry, poll=poll, create_interval=create_interval,
+            api_key=api_key,
+            base_url=base_url,
+            upload_base_url=upload_base_url,
+            settings=settings,
+            retry=retry,
+            poll=poll,
+            create_interval=create_interval,
         )
         self._http = httpx.Client(
-            headers=self.config.headers(), timeout=self.config.timeout, transport=transport or sync_transport()
+            headers=self.config.headers(),
+            timeout=self.config.timeout,
+            transport=transport or sync_transport(),
         )
         # Result files live on other hosts; this client never carries the API key.
         self._files = httpx.Client(
-            headers={"User-Agent": USER_AGENT}, timeout=self.config.timeout, follow_redirects=True,
+            headers={"User-Agent": USER_AGENT},
+            timeout=self.config.timeout,
+            follow_redirects=True,
             transport=transport or sync_transport(),
         )
 
@@ -160,7 +169,9 @@ class Kie:
         """Validate, upload local files, and create the task once. Returns as soon as Kie has an id."""
         prep = prepare(model, input, fields, settings=self.config.settings, allow_unknown=allow_unknown)
         values = self.run(flows.upload_inputs(prep.model, prep.input, upload_path=self.config.upload_path))
-        task_id = self.run(flows.submit(prep.model, values, callback_url or callback_for(self.config, prep.model)))
+        task_id = self.run(
+            flows.submit(prep.model, values, callback_url or callback_for(self.config, prep.model))
+        )
         return Submission(task_id, prep.model.id, prep.estimate, values)
 
     def wait(
@@ -174,18 +185,29 @@ class Kie:
     ) -> TaskStatus:
         """Poll until the task is done. Raises `TaskFailedError`, or `TimeoutError` at the deadline."""
         spec = catalog.get(model) if isinstance(model, str) else model
-        return self.run(flows.wait(
-            spec, task_id, policy=self.config.poll, clock=time.monotonic,
-            deadline=deadline or self.config.settings.timeouts.task_deadline,
-            learned=self.config.learned, poll_now=poll_now, on_status=on_status,
-        ))
+        status: TaskStatus = self.run(
+            flows.wait(
+                spec,
+                task_id,
+                policy=self.config.poll,
+                clock=time.monotonic,
+                deadline=deadline or self.config.settings.timeouts.task_deadline,
+                learned=self.config.learned,
+                poll_now=poll_now,
+                on_status=on_status,
+            )
+        )
+        return status
 
     def get(self, task_id: str, model: str | ModelSpec | None = None) -> TaskStatus:
         """The task's status right now (one request)."""
         spec = catalog.get(model) if isinstance(model, str) else model
-        return self.run(flows.status_once(spec, task_id))
+        status: TaskStatus = self.run(flows.status_once(spec, task_id))
+        return status
 
-    def download(self, status: TaskStatus, output_dir: str | Path = ".", *, name: str | None = None) -> list[Result]:
+    def download(
+        self, status: TaskStatus, output_dir: str | Path = ".", *, name: str | None = None
+    ) -> list[Result]:
         saved = self.run(flows.download(status, Path(output_dir), name or status.task_id))
         return [Result.from_saved(s) for s in saved]
 
@@ -215,7 +237,10 @@ class Kie:
     def upload(self, file: str | Path | bytes, *, mime_type: str | None = None) -> UploadedFile:
         """Upload a local file (or bytes) under a unique name; its `download_url` is usable as input."""
         content = file if isinstance(file, bytes) else Path(file)
-        return self.run(flows.upload(content, upload_path=self.config.upload_path, mime_type=mime_type))
+        uploaded: UploadedFile = self.run(
+            flows.upload(content, upload_path=self.config.upload_path, mime_type=mime_type)
+        )
+        return uploaded
 
     def credits(self) -> float:
         env = self._send(Send(common.credits_request()))
@@ -225,4 +250,3 @@ class Kie:
         """A fresh, temporary (20 min) direct link for a Kie-generated file."""
         env = self._send(Send(common.download_url_request(url)))
         return common.parse_download_url(require_ok(env))
-

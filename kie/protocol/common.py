@@ -54,7 +54,10 @@ def stream_upload_request(
     content: bytes | Any, file_name: str, upload_path: str, mime_type: str
 ) -> ApiRequest:
     return ApiRequest(
-        "POST", "/api/file-stream-upload", kind="upload", host="upload",
+        "POST",
+        "/api/file-stream-upload",
+        kind="upload",
+        host="upload",
         files={"file": (file_name, content, mime_type)},
         data={"uploadPath": upload_path, "fileName": file_name},
         label="file upload",
@@ -64,7 +67,10 @@ def stream_upload_request(
 def base64_upload_request(content: bytes, file_name: str, upload_path: str, mime_type: str) -> ApiRequest:
     encoded = f"data:{mime_type};base64," + base64.b64encode(content).decode()
     return ApiRequest(
-        "POST", "/api/file-base64-upload", kind="upload", host="upload",
+        "POST",
+        "/api/file-base64-upload",
+        kind="upload",
+        host="upload",
         json={"base64Data": encoded, "uploadPath": upload_path, "fileName": file_name},
         label="base64 upload",
     )
@@ -74,7 +80,9 @@ def url_upload_request(file_url: str, upload_path: str, file_name: str | None = 
     body: dict[str, Any] = {"fileUrl": file_url, "uploadPath": upload_path}
     if file_name:
         body["fileName"] = file_name
-    return ApiRequest("POST", "/api/file-url-upload", kind="upload", host="upload", json=body, label="URL upload")
+    return ApiRequest(
+        "POST", "/api/file-url-upload", kind="upload", host="upload", json=body, label="URL upload"
+    )
 
 
 def parse_upload(env: Envelope) -> UploadedFile:

@@ -148,7 +148,11 @@ def error_for(env: Envelope, *, task_id: str | None = None, job_id: str | None =
     if cls is None:
         cls = ServerError if env.code >= 500 else APIStatusError
     return cls(
-        message, code=env.code, http_status=env.http_status, task_id=task_id, job_id=job_id,
+        message,
+        code=env.code,
+        http_status=env.http_status,
+        task_id=task_id,
+        job_id=job_id,
         retry_after=env.retry_after,
     )
 

@@ -14,6 +14,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urlparse
 
 _MAGIC: tuple[tuple[bytes, int, str], ...] = (
@@ -31,11 +32,23 @@ _MAGIC: tuple[tuple[bytes, int, str], ...] = (
     (b"%PDF", 0, "pdf"),
 )
 _CONTENT_TYPES = {
-    "image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/gif": "gif",
-    "video/mp4": "mp4", "video/quicktime": "mov", "video/webm": "webm",
-    "audio/mpeg": "mp3", "audio/mp3": "mp3", "audio/wav": "wav", "audio/x-wav": "wav",
-    "audio/ogg": "ogg", "audio/flac": "flac", "audio/midi": "mid", "audio/mp4": "m4a",
-    "application/json": "json", "text/plain": "txt",
+    "image/jpeg": "jpg",
+    "image/png": "png",
+    "image/webp": "webp",
+    "image/gif": "gif",
+    "video/mp4": "mp4",
+    "video/quicktime": "mov",
+    "video/webm": "webm",
+    "audio/mpeg": "mp3",
+    "audio/mp3": "mp3",
+    "audio/wav": "wav",
+    "audio/x-wav": "wav",
+    "audio/ogg": "ogg",
+    "audio/flac": "flac",
+    "audio/midi": "mid",
+    "audio/mp4": "m4a",
+    "application/json": "json",
+    "text/plain": "txt",
 }
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -96,9 +109,8 @@ class FileSink:
         self._hash = hashlib.sha256()
         self._size = 0
         self._head = b""
-        self._handle: os.PathLike[str] | None = None
         self._part = directory / f".{self.stem}.part"
-        self._file = None
+        self._file: BinaryIO | None = None
 
     def start(self, content_type: str | None, length: int | None) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)

@@ -102,7 +102,8 @@ def status_once(spec: ModelSpec | None, task_id: str) -> Flow:
     if family.not_visible(env):
         raise NotFoundError(
             f"Kie has no task {task_id} ({env.msg or 'recordInfo is null'}). Check the id.",
-            code=env.code, task_id=task_id,
+            code=env.code,
+            task_id=task_id,
         )
     return family.parse_status(env, task_id)
 
@@ -147,7 +148,8 @@ def wait(
                 continue
             raise NotFoundError(
                 f"Kie still has no record of task {task_id} after the grace window ({env.msg}).",
-                code=env.code, task_id=task_id,
+                code=env.code,
+                task_id=task_id,
             )
         status = family.parse_status(env, task_id)
         if on_status is not None:
@@ -165,7 +167,9 @@ def task_failed(status: TaskStatus) -> TaskFailedError:
     code = f" (failCode {status.fail_code})" if status.fail_code else ""
     return TaskFailedError(
         f"Task {status.task_id} failed on Kie{code}: {detail}. Failed tasks are not charged.",
-        task_id=status.task_id, fail_code=status.fail_code, fail_msg=status.fail_msg,
+        task_id=status.task_id,
+        fail_code=status.fail_code,
+        fail_msg=status.fail_msg,
     )
 
 
@@ -186,7 +190,8 @@ def download(status: TaskStatus, directory: Path, stem: str) -> Flow:
                 raise DownloadError(
                     f"Could not download result {index} of task {status.task_id}: {exc}. The task is paid "
                     f"for; retry with `kie task get {status.task_id}`.",
-                    url=url, task_id=status.task_id,
+                    url=url,
+                    task_id=status.task_id,
                 ) from exc
         env: Envelope = yield Send(download_url_request(url))
         fresh = parse_download_url(require_ok(env, task_id=status.task_id))
@@ -195,7 +200,8 @@ def download(status: TaskStatus, directory: Path, stem: str) -> Flow:
         except FetchFailed as exc:
             raise DownloadError(
                 f"Result {index} of task {status.task_id} expired and its refreshed link failed too ({exc}).",
-                url=url, task_id=status.task_id,
+                url=url,
+                task_id=status.task_id,
             ) from exc
     return saved
 

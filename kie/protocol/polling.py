@@ -17,6 +17,8 @@ import random
 import threading
 from dataclasses import dataclass, field
 
+_RNG = random.Random()
+
 
 @dataclass(frozen=True)
 class PollPolicy:
@@ -71,7 +73,7 @@ def next_delay(
     else:
         delay = min(max(policy.min_interval, policy.growth * real_elapsed), policy.max_interval)
     delay = max(delay, policy.min_interval)
-    spread = (rng or random).uniform(-policy.jitter, policy.jitter) * delay
+    spread = (rng or _RNG).uniform(-policy.jitter, policy.jitter) * delay
     return max(0.0, (delay + spread) * scale)
 
 

@@ -31,6 +31,9 @@ from kie.protocol.envelope import MalformedResponse, RequestKind
 NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
 
+_RNG = random.Random()
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     attempts: int = 5
@@ -42,10 +45,12 @@ class RetryPolicy:
     def attempts_for(self, kind: RequestKind) -> int:
         return self.create_attempts if kind == "create" else self.attempts
 
-    def delay(self, attempt: int, retry_after: float | None = None, rng: random.Random | None = None) -> float:
+    def delay(
+        self, attempt: int, retry_after: float | None = None, rng: random.Random | None = None
+    ) -> float:
         """Seconds before attempt `attempt + 1` (attempt counts from 1); never less than Retry-After."""
-        base = min(self.maximum, self.initial * (2 ** (attempt - 1)))
-        spread = (rng or random).uniform(0, self.jitter * base)
+        base = min(self.maximum, self.initial * 2.0 ** (attempt - 1))
+        spread = (rng or _RNG).uniform(0, self.jitter * base)
         return max(base + spread, retry_after or 0.0)
 
 
@@ -53,7 +58,7 @@ def is_retryable(kind: RequestKind, exc: BaseException) -> bool:
     """May this request be sent again after `exc`?"""
     if kind == "create":
         return isinstance(exc, (*NEVER_SENT, RateLimitError, MaintenanceError))
-    if isinstance(exc, httpx.TransportError) or isinstance(exc, MalformedResponse):
+    if isinstance(exc, (httpx.TransportError, MalformedResponse)):
         return True
     return isinstance(exc, (RateLimitError, MaintenanceError, ServerError))
 
@@ -62,12 +67,12 @@ def retry_after(exc: BaseException) -> float | None:
     return exc.retry_after if isinstance(exc, APIStatusError) else None
 
 
-def final_error(kind: RequestKind, exc: BaseException, *, label: str, model: str | None = None) -> BaseException:
+def final_error(
+    kind: RequestKind, exc: BaseException, *, label: str, model: str | None = None
+) -> BaseException:
     """The error to raise once retrying is over: a create whose fate is unknown says so explicitly."""
     if kind == "create" and not is_retryable("create", exc):
-        ambiguous = isinstance(exc, (httpx.TransportError, MalformedResponse)) or (
-            isinstance(exc, ServerError)
-        )
+        ambiguous = isinstance(exc, (httpx.TransportError, MalformedResponse, ServerError))
         if ambiguous:
             return SubmissionUnknownError(
                 f"The create request for {model or 'the task'} failed after it was sent ({_describe(exc)}); "

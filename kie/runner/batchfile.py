@@ -38,7 +38,9 @@ class Row:
             return self.id
         canonical = json.dumps(
             {"model": self.model, "input": self.input, "then": list(self.then)},
-            sort_keys=True, separators=(",", ":"), default=str,
+            sort_keys=True,
+            separators=(",", ":"),
+            default=str,
         )
         return "h-" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -59,7 +61,11 @@ def _parse_csv_value(text: str) -> Any:
     stripped = text.strip()
     if stripped == "":
         return None
-    if stripped[0] in "[{" or stripped in ("true", "false") or stripped.lstrip("-").replace(".", "", 1).isdigit():
+    if (
+        stripped[0] in "[{"
+        or stripped in ("true", "false")
+        or stripped.lstrip("-").replace(".", "", 1).isdigit()
+    ):
         try:
             return json.loads(stripped)
         except json.JSONDecodeError:
@@ -104,9 +110,11 @@ def read_batch(path: Path, *, default_model: str | None = None) -> ParsedBatch:
             batch.errors.append(RowError(line, "has no `model`; add one or pass --model"))
             continue
         nested = raw.get("input")
-        values = dict(nested) if isinstance(nested, dict) else {
-            k: v for k, v in raw.items() if k not in RESERVED and v is not None
-        }
+        values = (
+            dict(nested)
+            if isinstance(nested, dict)
+            else {k: v for k, v in raw.items() if k not in RESERVED and v is not None}
+        )
         then = raw.get("then") or ()
         if isinstance(then, dict):
             then = (then,)
@@ -116,9 +124,7 @@ def read_batch(path: Path, *, default_model: str | None = None) -> ParsedBatch:
                 batch.errors.append(RowError(line, f"repeats id {row_id!r} from line {seen_ids[row_id]}"))
                 continue
             seen_ids[row_id] = line
-        batch.rows.append(
-            Row(line, str(model), values, row_id, raw.get("output"), tuple(then))
-        )
+        batch.rows.append(Row(line, str(model), values, row_id, raw.get("output"), tuple(then)))
     return batch
 
 

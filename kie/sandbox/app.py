@@ -86,13 +86,15 @@ class Sandbox:
         prefix = f"{base}/files/"
         if not isinstance(url, str) or not url.startswith(prefix):
             return envelope(state, 422, "url is wrong")
-        path = url[len(prefix):]
+        path = url[len(prefix) :]
         if state.file(path, via_link=True) is None:
             return envelope(state, 422, "url is wrong")
         return envelope(state, 200, "success", f"{base}/dl/{state.new_link(path)}")
 
     # -- uploads ----------------------------------------------------------------------------------
-    def _upload_answer(self, request: Request, data: bytes, upload_path: Any, file_name: Any, mime: str | None) -> Response:
+    def _upload_answer(
+        self, request: Request, data: bytes, upload_path: Any, file_name: Any, mime: str | None
+    ) -> Response:
         state = self.state
         if not isinstance(upload_path, str) or not upload_path.strip("/"):
             return envelope(state, 400, "Missing required parameter: uploadPath", upload=True)
@@ -104,17 +106,32 @@ class Sandbox:
         name = name.replace("/", "_")
         file_path = f"kieai/{state.config.user_id}/{upload_path.strip('/')}/{name}"
         now = state.now()
-        state.store(f"u/{file_path}", StoredFile(
-            content_type=mime_type, created_at=now, data=data,
-            expires_at=now + state.config.scaled(state.config.upload_retention),
-        ))
+        state.store(
+            f"u/{file_path}",
+            StoredFile(
+                content_type=mime_type,
+                created_at=now,
+                data=data,
+                expires_at=now + state.config.scaled(state.config.upload_retention),
+            ),
+        )
         base = public_url(request, state.config.upload_public_url or state.config.public_url)
         uploaded_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        return envelope(state, 200, "File uploaded successfully", {
-            "success": True, "fileName": name, "filePath": file_path,
-            "downloadUrl": f"{base}/files/u/{file_path}", "fileSize": len(data),
-            "mimeType": mime_type, "uploadedAt": uploaded_at,
-        }, upload=True)
+        return envelope(
+            state,
+            200,
+            "File uploaded successfully",
+            {
+                "success": True,
+                "fileName": name,
+                "filePath": file_path,
+                "downloadUrl": f"{base}/files/u/{file_path}",
+                "fileSize": len(data),
+                "mimeType": mime_type,
+                "uploadedAt": uploaded_at,
+            },
+            upload=True,
+        )
 
     async def _upload_gate(self, request: Request, endpoint: str) -> Response | None:
         key_id, denied = authorise(request, self.state, upload=True)
@@ -133,7 +150,9 @@ class Sandbox:
         if upload is None or isinstance(upload, str):
             return envelope(self.state, 400, "Missing required parameter: file", upload=True)
         data = await upload.read()
-        return self._upload_answer(request, data, form.get("uploadPath"), form.get("fileName"), upload.content_type)
+        return self._upload_answer(
+            request, data, form.get("uploadPath"), form.get("fileName"), upload.content_type
+        )
 
     async def base64_upload(self, request: Request) -> Response:
         gate = await self._upload_gate(request, "file-base64-upload")
@@ -167,11 +186,17 @@ class Sandbox:
             async with httpx.AsyncClient(timeout=30.0, follow_redirects=True) as client:
                 fetched = await client.get(url)
         except httpx.HTTPError as exc:
-            return envelope(self.state, 500, f"Failed to download file: {exc.__class__.__name__}", upload=True)
+            return envelope(
+                self.state, 500, f"Failed to download file: {exc.__class__.__name__}", upload=True
+            )
         if fetched.status_code >= 400:
-            return envelope(self.state, 400, f"Failed to download file: HTTP {fetched.status_code}", upload=True)
+            return envelope(
+                self.state, 400, f"Failed to download file: HTTP {fetched.status_code}", upload=True
+            )
         mime = fetched.headers.get("content-type", "").split(";", 1)[0] or None
-        return self._upload_answer(request, fetched.content, body.get("uploadPath"), body.get("fileName"), mime)
+        return self._upload_answer(
+            request, fetched.content, body.get("uploadPath"), body.get("fileName"), mime
+        )
 
     # -- files ------------------------------------------------------------------------------------
     def _file_response(self, request: Request, stored: StoredFile | None, path: str) -> Response:
@@ -180,12 +205,16 @@ class Sandbox:
             return Response("Not Found", status_code=404, media_type="text/plain")
         if stored.data is None and stored.recipe is not None:
             model, kind, fmt, values, index = stored.recipe
-            data, content_type = media.render(model, kind, fmt, values, index, max_image_side=self.state.config.max_image_side)
+            data, content_type = media.render(
+                model, kind, fmt, values, index, max_image_side=self.state.config.max_image_side
+            )
             with self.state.lock:
                 stored.data, stored.content_type = data, content_type
         assert stored.data is not None
         body = b"" if request.method == "HEAD" else stored.data
-        return Response(body, media_type=stored.content_type, headers={"content-length": str(len(stored.data))})
+        return Response(
+            body, media_type=stored.content_type, headers={"content-length": str(len(stored.data))}
+        )
 
     async def serve_file(self, request: Request) -> Response:
         path = request.path_params["path"]

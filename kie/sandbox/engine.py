@@ -32,7 +32,7 @@ class SandboxFamily(Protocol):
 
 
 def sign(key: str, task_id: str, timestamp: int) -> str:
-    """Kie's webhook signature: base64(HMAC-SHA256(key, "<taskId>.<timestamp>")). It does not cover the body."""
+    """Kie's signature: base64(HMAC-SHA256(key, "<taskId>.<timestamp>")). It does not cover the body."""
     digest = hmac.new(key.encode(), f"{task_id}.{timestamp}".encode(), hashlib.sha256).digest()
     return base64.b64encode(digest).decode()
 
@@ -96,7 +96,9 @@ class Engine:
         state = self.state
         now_ms = int(time.time() * 1000)
         task.complete_time = now_ms
-        task.cost_time = max(1, round((now_ms - task.create_time) / 1000 / max(state.config.time_scale, 1e-9)))
+        task.cost_time = max(
+            1, round((now_ms - task.create_time) / 1000 / max(state.config.time_scale, 1e-9))
+        )
         if task.fail_planned is not None:
             task.fail_code = task.fail_planned.fail_code
             task.fail_msg = task.fail_planned.fail_msg
@@ -104,7 +106,9 @@ class Engine:
             return
         task.result_urls = self.make_results(task, spec, public_url)
         est = catalog.estimate(spec, task.input, overrides={})
-        task.credits_consumed = est.credits_each if est.credits_each is not None else state.config.unknown_price_credits
+        task.credits_consumed = (
+            est.credits_each if est.credits_each is not None else state.config.unknown_price_credits
+        )
         state.charge(task.credits_consumed)
         state.set_state(task, "success")
 
@@ -118,17 +122,27 @@ class Engine:
                 count = max(1, int(float(task.input[outputs.count_field])))
             except (TypeError, ValueError):
                 count = outputs.count
-        fmt = str(task.input.get(outputs.format_field) or outputs.format) if outputs.format_field else outputs.format
+        fmt = (
+            str(task.input.get(outputs.format_field) or outputs.format)
+            if outputs.format_field
+            else outputs.format
+        )
         now = self.state.now()
         ttl = 0.0 if task.expire_urls else config.scaled(config.url_ttl)
         urls = []
         for index in range(count):
             path = f"r/{task.task_id}/{index}.{fmt}"
-            self.state.store(path, StoredFile(
-                content_type="", created_at=now, expires_at=now + ttl,
-                retained_until=now + config.scaled(config.retention),
-                recipe=(spec.id, spec.media, fmt, dict(task.input), index), task_id=task.task_id,
-            ))
+            self.state.store(
+                path,
+                StoredFile(
+                    content_type="",
+                    created_at=now,
+                    expires_at=now + ttl,
+                    retained_until=now + config.scaled(config.retention),
+                    recipe=(spec.id, spec.media, fmt, dict(task.input), index),
+                    task_id=task.task_id,
+                ),
+            )
             urls.append(f"{public_url}/files/{path}")
         return urls
 
@@ -141,7 +155,9 @@ class Engine:
         family = self.families[task.api]
         body = family.callback_body(task)
         if not (config.allow_external_callbacks or is_loopback(url)):
-            self._record(task, url, body, {}, 0, None, "not delivered: callbacks go only to loopback addresses")
+            self._record(
+                task, url, body, {}, 0, None, "not delivered: callbacks go only to loopback addresses"
+            )
             return
         duplicate = self.state.take_fault("callback", ("callback_duplicate",)) is not None
         failing = self.state.take_fault("callback", ("callback_fail",))
@@ -159,7 +175,13 @@ class Engine:
                 return
 
     async def _post(
-        self, task: SandboxTask, url: str, body: dict[str, Any], attempt: int, *, injected_failure: bool = False
+        self,
+        task: SandboxTask,
+        url: str,
+        body: dict[str, Any],
+        attempt: int,
+        *,
+        injected_failure: bool = False,
     ) -> bool:
         headers = {"Content-Type": "application/json"}
         key = self.state.config.webhook_key
@@ -179,12 +201,20 @@ class Engine:
         return 200 <= response.status_code < 300
 
     def _record(
-        self, task: SandboxTask, url: str, body: dict[str, Any], headers: dict[str, str],
-        attempt: int, status: int | None, error: str | None,
+        self,
+        task: SandboxTask,
+        url: str,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        attempt: int,
+        status: int | None,
+        error: str | None,
     ) -> None:
         with self.state.lock:
             self.state.callbacks.append(
-                CallbackRecord(task.task_id, url, body, dict(headers), attempt, status, error, self.state.now())
+                CallbackRecord(
+                    task.task_id, url, body, dict(headers), attempt, status, error, self.state.now()
+                )
             )
 
 

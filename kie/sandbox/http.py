@@ -26,10 +26,13 @@ class DroppedResponse(Response):
         super().__init__(status_code=200)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({
-            "type": "http.response.start", "status": 200,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", b"64")],
-        })
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"64")],
+            }
+        )
         raise DropConnection()
 
 
@@ -42,7 +45,9 @@ class _HideDrops(logging.Filter):
 logging.getLogger("uvicorn.error").addFilter(_HideDrops())
 
 
-def envelope(state: SandboxState, code: int, msg: str, data: Any = None, *, upload: bool = False) -> JSONResponse:
+def envelope(
+    state: SandboxState, code: int, msg: str, data: Any = None, *, upload: bool = False
+) -> JSONResponse:
     body: dict[str, Any] = {"code": code, "msg": msg, "data": data}
     if upload:
         body = {"success": code == 200, **body}
@@ -59,7 +64,9 @@ def bearer(request: Request) -> str | None:
     return None
 
 
-def authorise(request: Request, state: SandboxState, *, upload: bool = False) -> tuple[str | None, Response | None]:
+def authorise(
+    request: Request, state: SandboxState, *, upload: bool = False
+) -> tuple[str | None, Response | None]:
     """The caller's key id, or the 401 answer Kie gives (HTTP 200 unless strict mode)."""
     key = bearer(request)
     if key is None or key not in state.config.api_keys:
@@ -77,9 +84,13 @@ REJECTIONS = {
 }
 
 
-async def request_fault(state: SandboxState, endpoint: str, *, upload: bool = False) -> tuple[Fault | None, Response | None]:
+async def request_fault(
+    state: SandboxState, endpoint: str, *, upload: bool = False
+) -> tuple[Fault | None, Response | None]:
     """Apply a planned or random request-level fault. `drop_after_create` is returned for the caller."""
-    fault = state.take_fault(endpoint, ("429", "433", "455", "500", "505", "drop", "slow", "malformed", "drop_after_create"))
+    fault = state.take_fault(
+        endpoint, ("429", "433", "455", "500", "505", "drop", "slow", "malformed", "drop_after_create")
+    )
     if fault is None:
         return None, None
     if fault.kind == "slow":
@@ -91,7 +102,9 @@ async def request_fault(state: SandboxState, endpoint: str, *, upload: bool = Fa
     if fault.kind == "drop":
         return fault, DroppedResponse()
     if fault.kind == "malformed":
-        return fault, Response(b"<html><body>502 Bad Gateway</body></html>", status_code=200, media_type="text/html")
+        return fault, Response(
+            b"<html><body>502 Bad Gateway</body></html>", status_code=200, media_type="text/html"
+        )
     return fault, None
 
 

@@ -65,7 +65,9 @@ class MarketSandbox:
     async def create(self, request: Request) -> Response:
         state = self.state
         key_id, denied = authorise(request, state)
-        state.count("createTask", key_id or "anonymous")
+        state.count(
+            "createTask", key_id or "anonymous", client=request.client.port if request.client else None
+        )
         if denied:
             return denied
         assert key_id is not None
@@ -73,7 +75,9 @@ class MarketSandbox:
         if answer is not None:
             return answer
         if not state.allow_create(key_id):
-            return envelope(state, 429, "The request rate is too high; the request was rejected and not queued.")
+            return envelope(
+                state, 429, "The request rate is too high; the request was rejected and not queued."
+            )
         try:
             body = await request.json()
         except ValueError:
@@ -100,9 +104,15 @@ class MarketSandbox:
             return envelope(state, 402, "Credits insufficient. Please top up and try again.")
         callback = body.get("callBackUrl")
         task = SandboxTask(
-            task_id=state.new_task_id(), model=spec.id, api="market", key_id=key_id, request=body,
-            input=values, callback_url=callback if isinstance(callback, str) else None,
-            create_time=int(time.time() * 1000), created_at=state.now(),
+            task_id=state.new_task_id(),
+            model=spec.id,
+            api="market",
+            key_id=key_id,
+            request=body,
+            input=values,
+            callback_url=callback if isinstance(callback, str) else None,
+            create_time=int(time.time() * 1000),
+            created_at=state.now(),
             generate_seconds=state.plan_duration(spec.traits.typical_seconds),
         )
         task.fail_planned = state.take_fault("generation", ("fail_generation",))
@@ -116,7 +126,12 @@ class MarketSandbox:
     async def record_info(self, request: Request) -> Response:
         state = self.state
         key_id, denied = authorise(request, state)
-        state.count("recordInfo", key_id or "anonymous", taskId=request.query_params.get("taskId"))
+        state.count(
+            "recordInfo",
+            key_id or "anonymous",
+            taskId=request.query_params.get("taskId"),
+            client=request.client.port if request.client else None,
+        )
         if denied:
             return denied
         assert key_id is not None
@@ -130,7 +145,9 @@ class MarketSandbox:
             return envelope(state, 400, "taskId parameter is required")
         with state.lock:
             task = state.tasks.get(task_id)
-        hidden = task is not None and state.now() < task.created_at + state.config.scaled(state.config.visible_after)
+        hidden = task is not None and state.now() < task.created_at + state.config.scaled(
+            state.config.visible_after
+        )
         if task is None or hidden or task.api != "market":
             return envelope(state, 422, "recordInfo is null")
         return envelope(state, 200, "success", record(task, now=state.now()))

@@ -20,17 +20,43 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-RESOLUTION_SIDE = {"512p": 512, "480p": 854, "580p": 1024, "720p": 1280, "768p": 1366, "1080p": 1920,
-                   "1k": 1024, "1.5k": 1536, "2k": 2048, "4k": 4096}
+RESOLUTION_SIDE = {
+    "512p": 512,
+    "480p": 854,
+    "580p": 1024,
+    "720p": 1280,
+    "768p": 1366,
+    "1080p": 1920,
+    "1k": 1024,
+    "1.5k": 1536,
+    "2k": 2048,
+    "4k": 4096,
+}
 NAMED_SIZES = {
-    "square": (1, 1), "square_hd": (1, 1), "portrait_4_3": (3, 4), "portrait_3_2": (2, 3),
-    "portrait_16_9": (9, 16), "landscape_4_3": (4, 3), "landscape_3_2": (3, 2),
-    "landscape_16_9": (16, 9), "landscape_21_9": (21, 9), "portrait": (9, 16), "landscape": (16, 9),
+    "square": (1, 1),
+    "square_hd": (1, 1),
+    "portrait_4_3": (3, 4),
+    "portrait_3_2": (2, 3),
+    "portrait_16_9": (9, 16),
+    "landscape_4_3": (4, 3),
+    "landscape_3_2": (3, 2),
+    "landscape_16_9": (16, 9),
+    "landscape_21_9": (21, 9),
+    "portrait": (9, 16),
+    "landscape": (16, 9),
 }
 CONTENT_TYPES = {
-    "png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp",
-    "mp4": "video/mp4", "mov": "video/quicktime", "mp3": "audio/mpeg", "wav": "audio/wav",
-    "txt": "text/plain; charset=utf-8", "json": "application/json", "mid": "audio/midi",
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "webp": "image/webp",
+    "mp4": "video/mp4",
+    "mov": "video/quicktime",
+    "mp3": "audio/mpeg",
+    "wav": "audio/wav",
+    "txt": "text/plain; charset=utf-8",
+    "json": "application/json",
+    "mid": "audio/midi",
 }
 
 
@@ -116,21 +142,51 @@ def mp4_from_jpegs(frames: list[bytes], width: int, height: int, fps: int) -> by
     sample_delta = timescale // fps
     duration = sample_delta * len(frames)
     ftyp = _box(b"ftyp", b"isom", struct.pack(">I", 512), b"isomiso2mp41")
-    mvhd = _full(b"mvhd", 0, 0, struct.pack(">IIII", 0, 0, timescale, duration),
-                 struct.pack(">IH", 0x10000, 0x100), b"\0" * 10, _MATRIX, b"\0" * 24, struct.pack(">I", 2))
-    tkhd = _full(b"tkhd", 0, 3, struct.pack(">IIIII", 0, 0, 1, 0, duration), b"\0" * 8,
-                 struct.pack(">HHHH", 0, 0, 0, 0), _MATRIX, struct.pack(">II", width << 16, height << 16))
-    mdhd = _full(b"mdhd", 0, 0, struct.pack(">IIII", 0, 0, timescale, duration), struct.pack(">HH", 0x55C4, 0))
+    mvhd = _full(
+        b"mvhd",
+        0,
+        0,
+        struct.pack(">IIII", 0, 0, timescale, duration),
+        struct.pack(">IH", 0x10000, 0x100),
+        b"\0" * 10,
+        _MATRIX,
+        b"\0" * 24,
+        struct.pack(">I", 2),
+    )
+    tkhd = _full(
+        b"tkhd",
+        0,
+        3,
+        struct.pack(">IIIII", 0, 0, 1, 0, duration),
+        b"\0" * 8,
+        struct.pack(">HHHH", 0, 0, 0, 0),
+        _MATRIX,
+        struct.pack(">II", width << 16, height << 16),
+    )
+    mdhd = _full(
+        b"mdhd", 0, 0, struct.pack(">IIII", 0, 0, timescale, duration), struct.pack(">HH", 0x55C4, 0)
+    )
     hdlr = _full(b"hdlr", 0, 0, b"\0" * 4, b"vide", b"\0" * 12, b"VideoHandler\0")
     vmhd = _full(b"vmhd", 0, 1, b"\0" * 8)
     dinf = _box(b"dinf", _full(b"dref", 0, 0, struct.pack(">I", 1), _full(b"url ", 0, 1)))
-    entry = (b"\0" * 6 + struct.pack(">H", 1) + b"\0" * 16 + struct.pack(">HH", width, height)
-             + struct.pack(">II", 0x480000, 0x480000) + b"\0" * 4 + struct.pack(">H", 1)
-             + bytes([4]) + b"jpeg".ljust(31, b"\0") + struct.pack(">Hh", 24, -1))
+    entry = (
+        b"\0" * 6
+        + struct.pack(">H", 1)
+        + b"\0" * 16
+        + struct.pack(">HH", width, height)
+        + struct.pack(">II", 0x480000, 0x480000)
+        + b"\0" * 4
+        + struct.pack(">H", 1)
+        + bytes([4])
+        + b"jpeg".ljust(31, b"\0")
+        + struct.pack(">Hh", 24, -1)
+    )
     stsd = _full(b"stsd", 0, 0, struct.pack(">I", 1), _box(b"jpeg", entry))
     stts = _full(b"stts", 0, 0, struct.pack(">III", 1, len(frames), sample_delta))
     stsc = _full(b"stsc", 0, 0, struct.pack(">IIII", 1, 1, len(frames), 1))
-    stsz = _full(b"stsz", 0, 0, struct.pack(">II", 0, len(frames)), b"".join(struct.pack(">I", len(f)) for f in frames))
+    stsz = _full(
+        b"stsz", 0, 0, struct.pack(">II", 0, len(frames)), b"".join(struct.pack(">I", len(f)) for f in frames)
+    )
 
     def build_moov(chunk_offset: int) -> bytes:
         stco = _full(b"stco", 0, 0, struct.pack(">II", 1, chunk_offset))
@@ -180,9 +236,11 @@ def render_wav(seed: bytes, seconds: float, rate: int = 16000) -> bytes:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(rate)
-        out.writeframes(b"".join(
-            struct.pack("<h", int(8000 * math.sin(2 * math.pi * freq * t / rate))) for t in range(samples)
-        ))
+        out.writeframes(
+            b"".join(
+                struct.pack("<h", int(8000 * math.sin(2 * math.pi * freq * t / rate))) for t in range(samples)
+            )
+        )
     return buffer.getvalue()
 
 
@@ -223,5 +281,9 @@ def render(
         return render_wav(seed, min(duration_of(values, 3.0), 10.0)), CONTENT_TYPES["wav"]
     if media == "audio" or fmt == "mp3":
         return render_mp3(label, min(duration_of(values, 8.0), 240.0)), CONTENT_TYPES["mp3"]
-    text = json.dumps({"model": model, "input": dict(values), "index": index}, default=str) if fmt == "json" else label
+    text = (
+        json.dumps({"model": model, "input": dict(values), "index": index}, default=str)
+        if fmt == "json"
+        else label
+    )
     return text.encode(), CONTENT_TYPES.get(fmt, "text/plain; charset=utf-8")

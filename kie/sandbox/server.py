@@ -37,11 +37,13 @@ def free_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
 class SandboxServer:
     """A sandbox on a loopback port in a daemon thread.
 
-        with SandboxServer(SandboxConfig(api_keys=("k",), time_scale=0.001)) as sandbox:
-            client = Kie("k", base_url=sandbox.url, upload_base_url=sandbox.url)
+    with SandboxServer(SandboxConfig(api_keys=("k",), time_scale=0.001)) as sandbox:
+        client = Kie("k", base_url=sandbox.url, upload_base_url=sandbox.url)
     """
 
-    def __init__(self, config: SandboxConfig | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, config: SandboxConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self.config = config or SandboxConfig(api_keys=(sample_key(),))
         if not self.config.api_keys:
             self.config.api_keys = (sample_key(),)
@@ -52,10 +54,16 @@ class SandboxServer:
         if self.config.public_url is None:
             self.config.public_url = self.url
         self.sandbox = Sandbox(self.config)
-        self._server = uvicorn.Server(uvicorn.Config(
-            self.sandbox.app, log_level="warning", access_log=False, lifespan="on",
-            timeout_keep_alive=30, limit_concurrency=None,
-        ))
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                self.sandbox.app,
+                log_level="warning",
+                access_log=False,
+                lifespan="on",
+                timeout_keep_alive=30,
+                limit_concurrency=None,
+            )
+        )
         self._thread: threading.Thread | None = None
 
     @property
@@ -98,7 +106,9 @@ class SandboxServer:
     def __enter__(self) -> SandboxServer:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
 

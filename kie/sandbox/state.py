@@ -17,15 +17,19 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 FaultKind = Literal[
-    "429", "433", "455", "500", "505",  # envelope rejections (nothing created)
-    "drop_after_create",   # the task is created, then the connection is cut before any answer
-    "drop",                # the connection is cut before anything happens
-    "slow",                # answer after `delay` seconds (scaled)
-    "malformed",           # HTTP 200 with a body that is not JSON
-    "fail_generation",     # the task runs and ends in `fail`
-    "callback_fail",       # the callback receiver is treated as failing (retried on schedule)
+    "429",
+    "433",
+    "455",
+    "500",
+    "505",  # envelope rejections (nothing created)
+    "drop_after_create",  # the task is created, then the connection is cut before any answer
+    "drop",  # the connection is cut before anything happens
+    "slow",  # answer after `delay` seconds (scaled)
+    "malformed",  # HTTP 200 with a body that is not JSON
+    "fail_generation",  # the task runs and ends in `fail`
+    "callback_fail",  # the callback receiver is treated as failing (retried on schedule)
     "callback_duplicate",  # the callback is delivered twice
-    "expire_urls",         # result links are already expired when the task succeeds
+    "expire_urls",  # result links are already expired when the task succeeds
 ]
 
 
@@ -192,7 +196,11 @@ class SandboxState:
         """The next planned fault for this endpoint (consumed), else a random one from `fault_rates`."""
         with self.lock:
             for fault in self.faults:
-                if fault.endpoint in (endpoint, "*") and fault.times > 0 and (kinds is None or fault.kind in kinds):
+                if (
+                    fault.endpoint in (endpoint, "*")
+                    and fault.times > 0
+                    and (kinds is None or fault.kind in kinds)
+                ):
                     fault.times -= 1
                     if fault.times == 0:
                         self.faults.remove(fault)
@@ -209,7 +217,9 @@ class SandboxState:
         if limit is None:
             return True
         with self.lock:
-            window = self.create_windows.setdefault(key_id, SlidingWindow(limit[0], self.config.scaled(limit[1])))
+            window = self.create_windows.setdefault(
+                key_id, SlidingWindow(limit[0], self.config.scaled(limit[1]))
+            )
             return window.allow(self.now())
 
     def allow_status(self, key_id: str) -> bool:
@@ -217,7 +227,9 @@ class SandboxState:
         if limit is None:
             return True
         with self.lock:
-            window = self.status_windows.setdefault(key_id, SlidingWindow(limit[0], self.config.scaled(limit[1])))
+            window = self.status_windows.setdefault(
+                key_id, SlidingWindow(limit[0], self.config.scaled(limit[1]))
+            )
             return window.allow(self.now())
 
     # -- tasks ------------------------------------------------------------------------------------
@@ -281,16 +293,29 @@ class SandboxState:
                 "credits": self.balance,
                 "spent": self.spent,
                 "tasks": [
-                    {"taskId": t.task_id, "model": t.model, "state": t.state, "key": t.key_id,
-                     "callBackUrl": t.callback_url, "credits": t.credits_consumed,
-                     "resultUrls": list(t.result_urls), "input": t.input}
+                    {
+                        "taskId": t.task_id,
+                        "model": t.model,
+                        "state": t.state,
+                        "key": t.key_id,
+                        "callBackUrl": t.callback_url,
+                        "credits": t.credits_consumed,
+                        "resultUrls": list(t.result_urls),
+                        "input": t.input,
+                    }
                     for t in self.tasks.values()
                 ],
                 "requests": [
                     {"endpoint": ep, "key": key, "count": n} for (ep, key), n in sorted(self.requests.items())
                 ],
                 "callbacks": [
-                    {"taskId": c.task_id, "url": c.url, "attempt": c.attempt, "status": c.status, "error": c.error}
+                    {
+                        "taskId": c.task_id,
+                        "url": c.url,
+                        "attempt": c.attempt,
+                        "status": c.status,
+                        "error": c.error,
+                    }
                     for c in self.callbacks
                 ],
                 "faults": [f.__dict__ for f in self.faults],

@@ -35,7 +35,9 @@ def test_real_running_record() -> None:
 def test_real_success_record() -> None:
     status = family.parse_status(parse_envelope(200, SUCCESS.encode()), "x")
     assert status.state is TaskState.SUCCEEDED
-    assert status.result_urls == ("https://tempfile.aiquickdraw.com/happyhorse-v1_0/1777534577235-uunt3pkqp8.mp4",)
+    assert status.result_urls == (
+        "https://tempfile.aiquickdraw.com/happyhorse-v1_0/1777534577235-uunt3pkqp8.mp4",
+    )
     assert status.cost_time == 63  # seconds, not ms
     assert status.task_id == "db9b3e9d0f28c2b06a57f1e43f8fb2e8"
 
@@ -47,38 +49,79 @@ def test_envelope_501_and_408_mean_failed_task() -> None:
 
 
 def test_fail_state_and_unknown_fields_tolerated() -> None:
-    data = {"taskId": "t2", "model": "m", "state": "fail", "failCode": "422",
-            "failMsg": "Invalid prompt: prompt contains prohibited content", "param": "{}",
-            "resultJson": "", "brandNewField": {"x": 1}, "createTime": 1}
+    data = {
+        "taskId": "t2",
+        "model": "m",
+        "state": "fail",
+        "failCode": "422",
+        "failMsg": "Invalid prompt: prompt contains prohibited content",
+        "param": "{}",
+        "resultJson": "",
+        "brandNewField": {"x": 1},
+        "createTime": 1,
+    }
     status = family.parse_record(data, "t2")
     assert status.state is TaskState.FAILED and status.fail_msg.startswith("Invalid prompt")  # type: ignore[union-attr]
 
 
 def test_docs_shape_with_nested_param_object_also_parses() -> None:
-    data = {"taskId": "t3", "state": "success", "param": {"input": {"prompt": "p"}},
-            "resultJson": json.dumps({"resultUrls": ["u1", "u2"], "resultObject": {"k": 1}}), "costTime": 15000}
+    data = {
+        "taskId": "t3",
+        "state": "success",
+        "param": {"input": {"prompt": "p"}},
+        "resultJson": json.dumps({"resultUrls": ["u1", "u2"], "resultObject": {"k": 1}}),
+        "costTime": 15000,
+    }
     status = family.parse_record(data, "t3")
     assert status.input == {"prompt": "p"} and status.result_urls == ("u1", "u2")
     assert status.extra == {"resultObject": {"k": 1}}
 
 
 def test_market_callback_success_and_failure() -> None:
-    success = {"code": 200, "msg": "Playground task completed successfully.", "data": {
-        "taskId": "bd8f", "model": "wan/3-0-video-prime", "state": "success",
-        "param": "{\"input\":\"{}\",\"model\":\"wan/3-0-video-prime\"}",
-        "resultJson": "{\"resultUrls\":[\"https://tempfile.aiquickdraw.com/a.mp4\"]}",
-        "costTime": 89, "completeTime": 1787567409000, "createTime": 1787567320000,
-        "updateTime": 1787567409000, "creditsConsumed": 61}}
+    success = {
+        "code": 200,
+        "msg": "Playground task completed successfully.",
+        "data": {
+            "taskId": "bd8f",
+            "model": "wan/3-0-video-prime",
+            "state": "success",
+            "param": '{"input":"{}","model":"wan/3-0-video-prime"}',
+            "resultJson": '{"resultUrls":["https://tempfile.aiquickdraw.com/a.mp4"]}',
+            "costTime": 89,
+            "completeTime": 1787567409000,
+            "createTime": 1787567320000,
+            "updateTime": 1787567409000,
+            "creditsConsumed": 61,
+        },
+    }
     status = family.parse_callback(success)
     assert status.state is TaskState.SUCCEEDED and status.credits_consumed == 61
-    failure = {"code": 501, "msg": "Playground task failed.", "data": {
-        "taskId": "bd8f", "model": "m", "state": "fail", "param": "…", "failCode": "400",
-        "failMsg": "bad", "costTime": 89, "creditsConsumed": 0}}
+    failure = {
+        "code": 501,
+        "msg": "Playground task failed.",
+        "data": {
+            "taskId": "bd8f",
+            "model": "m",
+            "state": "fail",
+            "param": "…",
+            "failCode": "400",
+            "failMsg": "bad",
+            "costTime": 89,
+            "creditsConsumed": 0,
+        },
+    }
     status = family.parse_callback(failure)
     assert status.state is TaskState.FAILED and status.credits_consumed == 0 and status.fail_code == "400"
 
 
 def test_create_answer_with_and_without_record_id() -> None:
-    assert family.parse_created({"taskId": "09e4987e60ef4b82c25e2650652989d6",
-                                 "recordId": "09e4987e60ef4b82c25e2650652989d6"}) == "09e4987e60ef4b82c25e2650652989d6"
-    assert family.parse_created({"taskId": "091fbbaa1d20d47e9576ce84d5254b18"}) == "091fbbaa1d20d47e9576ce84d5254b18"
+    assert (
+        family.parse_created(
+            {"taskId": "09e4987e60ef4b82c25e2650652989d6", "recordId": "09e4987e60ef4b82c25e2650652989d6"}
+        )
+        == "09e4987e60ef4b82c25e2650652989d6"
+    )
+    assert (
+        family.parse_created({"taskId": "091fbbaa1d20d47e9576ce84d5254b18"})
+        == "091fbbaa1d20d47e9576ce84d5254b18"
+    )

@@ -40,8 +40,12 @@ def test_retry_rules(exc: BaseException, create: bool, read: bool) -> None:
 
 @pytest.mark.parametrize(
     "exc",
-    [httpx.ReadTimeout("t", request=REQ), httpx.RemoteProtocolError("reset", request=REQ),
-     errors.ServerError("s", code=500), MalformedResponse(200, "<html>")],
+    [
+        httpx.ReadTimeout("t", request=REQ),
+        httpx.RemoteProtocolError("reset", request=REQ),
+        errors.ServerError("s", code=500),
+        MalformedResponse(200, "<html>"),
+    ],
 )
 def test_ambiguous_create_becomes_submission_unknown(exc: BaseException) -> None:
     final = final_error("create", exc, label="create m", model="m")

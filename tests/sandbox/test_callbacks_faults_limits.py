@@ -20,13 +20,20 @@ BODY = {"model": "nano-banana-pro", "input": {"prompt": "a fox"}}
 
 
 def api(sandbox: SandboxServer) -> httpx.Client:
-    return httpx.Client(base_url=sandbox.url, headers={"Authorization": f"Bearer {sandbox.api_key}"}, timeout=5, transport=sync_transport())
+    return httpx.Client(
+        base_url=sandbox.url,
+        headers={"Authorization": f"Bearer {sandbox.api_key}"},
+        timeout=5,
+        transport=sync_transport(),
+    )
 
 
 @pytest.mark.parametrize("sandbox", [{"webhook_key": "whk-secret"}], indirect=True)
 def test_success_callback_body_and_signature(sandbox: SandboxServer) -> None:
     with CallbackReceiver() as receiver, api(sandbox) as http:
-        task_id = http.post("/api/v1/jobs/createTask", json={**BODY, "callBackUrl": receiver.url}).json()["data"]["taskId"]
+        task_id = http.post("/api/v1/jobs/createTask", json={**BODY, "callBackUrl": receiver.url}).json()[
+            "data"
+        ]["taskId"]
         (hit,) = receiver.wait_for(1)
     body = hit.body
     assert body["code"] == 200 and body["msg"] == "Playground task completed successfully."
@@ -35,7 +42,9 @@ def test_success_callback_body_and_signature(sandbox: SandboxServer) -> None:
     assert json.loads(data["resultJson"])["resultUrls"] and isinstance(data["costTime"], int)
     assert json.loads(data["param"])["callBackUrl"] == receiver.url
     timestamp = hit.headers["x-webhook-timestamp"]
-    expected = base64.b64encode(hmac.new(b"whk-secret", f"{task_id}.{timestamp}".encode(), hashlib.sha256).digest()).decode()
+    expected = base64.b64encode(
+        hmac.new(b"whk-secret", f"{task_id}.{timestamp}".encode(), hashlib.sha256).digest()
+    ).decode()
     assert hit.headers["x-webhook-signature"] == expected
     assert abs(int(timestamp) - time.time()) < 60
 

@@ -14,17 +14,24 @@ import mutagen.mp4
 import pytest
 from PIL import Image
 
-from kie.sandbox.media import mp4_from_jpegs, render
 from kie.client._base import sync_transport
+from kie.sandbox.media import mp4_from_jpegs, render
 from kie.sandbox.server import SandboxServer
 
 
 def api(sandbox: SandboxServer) -> httpx.Client:
-    return httpx.Client(base_url=sandbox.url, headers={"Authorization": f"Bearer {sandbox.api_key}"}, timeout=5, transport=sync_transport())
+    return httpx.Client(
+        base_url=sandbox.url,
+        headers={"Authorization": f"Bearer {sandbox.api_key}"},
+        timeout=5,
+        transport=sync_transport(),
+    )
 
 
 def finished(http: httpx.Client, model: str, values: dict) -> list[str]:
-    task_id = http.post("/api/v1/jobs/createTask", json={"model": model, "input": values}).json()["data"]["taskId"]
+    task_id = http.post("/api/v1/jobs/createTask", json={"model": model, "input": values}).json()["data"][
+        "taskId"
+    ]
     for _ in range(2000):
         data = http.get("/api/v1/jobs/recordInfo", params={"taskId": task_id}).json()["data"]
         if data["state"] == "success":
@@ -35,8 +42,11 @@ def finished(http: httpx.Client, model: str, values: dict) -> list[str]:
 
 def test_stream_upload_real_shape_and_generated_name(sandbox: SandboxServer) -> None:
     with api(sandbox) as http:
-        response = http.post("/api/file-stream-upload", files={"file": ("cat1.jpg", b"\xff\xd8\xffdata", "image/jpeg")},
-                             data={"uploadPath": "images/test-uploads"})
+        response = http.post(
+            "/api/file-stream-upload",
+            files={"file": ("cat1.jpg", b"\xff\xd8\xffdata", "image/jpeg")},
+            data={"uploadPath": "images/test-uploads"},
+        )
         body = response.json()
         assert body["success"] is True and body["code"] == 200 and body["msg"] == "File uploaded successfully"
         data = body["data"]
@@ -51,7 +61,10 @@ def test_stream_upload_real_shape_and_generated_name(sandbox: SandboxServer) -> 
 def test_base64_upload_with_name_and_data_url(sandbox: SandboxServer) -> None:
     payload = "data:text/plain;base64," + base64.b64encode(b"hello").decode()
     with api(sandbox) as http:
-        body = http.post("/api/file-base64-upload", json={"base64Data": payload, "uploadPath": "docs", "fileName": "test.txt"}).json()
+        body = http.post(
+            "/api/file-base64-upload",
+            json={"base64Data": payload, "uploadPath": "docs", "fileName": "test.txt"},
+        ).json()
         assert body["data"]["fileName"] == "test.txt"  # used verbatim
         assert http.get(body["data"]["downloadUrl"]).content == b"hello"
         bad = http.post("/api/file-base64-upload", json={"base64Data": "%%%", "uploadPath": "docs"}).json()
@@ -62,9 +75,16 @@ def test_base64_upload_with_name_and_data_url(sandbox: SandboxServer) -> None:
 
 def test_url_upload_fetches_loopback_only(sandbox: SandboxServer) -> None:
     with api(sandbox) as http:
-        first = http.post("/api/file-base64-upload", json={"base64Data": base64.b64encode(b"abc").decode(), "uploadPath": "a", "fileName": "a.bin"}).json()
-        copied = http.post("/api/file-url-upload", json={"fileUrl": first["data"]["downloadUrl"], "uploadPath": "b"}).json()
-        external = http.post("/api/file-url-upload", json={"fileUrl": "https://example.com/x.png", "uploadPath": "b"}).json()
+        first = http.post(
+            "/api/file-base64-upload",
+            json={"base64Data": base64.b64encode(b"abc").decode(), "uploadPath": "a", "fileName": "a.bin"},
+        ).json()
+        copied = http.post(
+            "/api/file-url-upload", json={"fileUrl": first["data"]["downloadUrl"], "uploadPath": "b"}
+        ).json()
+        external = http.post(
+            "/api/file-url-upload", json={"fileUrl": "https://example.com/x.png", "uploadPath": "b"}
+        ).json()
         assert http.get(copied["data"]["downloadUrl"]).content == b"abc"
     assert external["success"] is False and external["code"] == 400
 
@@ -83,17 +103,23 @@ def test_images_follow_aspect_ratio_resolution_and_prompt(sandbox: SandboxServer
     w = Image.open(io.BytesIO(wide.content))
     t = Image.open(io.BytesIO(tall.content))
     assert w.format == "PNG" and wide.headers["content-type"] == "image/png"
-    assert w.width / w.height == pytest.approx(16 / 9, rel=0.02) and t.height / t.width == pytest.approx(16 / 9, rel=0.02)
+    assert w.width / w.height == pytest.approx(16 / 9, rel=0.02) and t.height / t.width == pytest.approx(
+        16 / 9, rel=0.02
+    )
     assert wide.content != other.content
 
 
 def test_full_resolution_class_without_cap() -> None:
-    data, content_type = render("nano-banana-pro", "image", "png", {"prompt": "x", "resolution": "2K", "aspect_ratio": "1:1"}, 0)
+    data, content_type = render(
+        "nano-banana-pro", "image", "png", {"prompt": "x", "resolution": "2K", "aspect_ratio": "1:1"}, 0
+    )
     assert Image.open(io.BytesIO(data)).size == (2048, 2048) and content_type == "image/png"
 
 
 def test_video_and_audio_results_are_valid_files(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    video, vtype = render("kling-3.0/video", "video", "mp4", {"prompt": "waves", "duration": "5", "aspect_ratio": "16:9"}, 0)
+    video, vtype = render(
+        "kling-3.0/video", "video", "mp4", {"prompt": "waves", "duration": "5", "aspect_ratio": "16:9"}, 0
+    )
     path = tmp_path / "v.mp4"
     path.write_bytes(video)
     info = mutagen.mp4.MP4(path).info
@@ -113,7 +139,9 @@ def test_mp4_frames_are_decodable_jpegs() -> None:
     assert Image.open(io.BytesIO(data[start:])).size == (32, 16)
 
 
-@pytest.mark.parametrize("sandbox", [{"url_ttl": 20.0, "download_link_ttl": 40.0, "time_scale": 0.01}], indirect=True)
+@pytest.mark.parametrize(
+    "sandbox", [{"url_ttl": 20.0, "download_link_ttl": 40.0, "time_scale": 0.01}], indirect=True
+)
 def test_result_links_expire_and_download_url_refreshes_them(sandbox: SandboxServer) -> None:
     with api(sandbox) as http:
         url = finished(http, "nano-banana-pro", {"prompt": "x"})[0]

@@ -32,7 +32,9 @@ def wait_state(http: httpx.Client, task_id: str, states: set[str], timeout: floa
 
 def test_create_answer_is_the_real_shape(sandbox: SandboxServer) -> None:
     with api(sandbox) as http:
-        response = http.post("/api/v1/jobs/createTask", json={"model": "nano-banana-pro", "input": {"prompt": "a fox"}})
+        response = http.post(
+            "/api/v1/jobs/createTask", json={"model": "nano-banana-pro", "input": {"prompt": "a fox"}}
+        )
     assert response.status_code == 200
     body = response.json()
     assert body["code"] == 200 and body["msg"] == "success"
@@ -42,7 +44,9 @@ def test_create_answer_is_the_real_shape(sandbox: SandboxServer) -> None:
 def test_record_lifecycle_and_field_types(sandbox: SandboxServer) -> None:
     sent = {"prompt": "A futuristic city", "resolution": "2K", "aspect_ratio": "16:9"}
     with api(sandbox) as http:
-        task_id = http.post("/api/v1/jobs/createTask", json={"model": "nano-banana-pro", "input": sent}).json()["data"]["taskId"]
+        task_id = http.post(
+            "/api/v1/jobs/createTask", json={"model": "nano-banana-pro", "input": sent}
+        ).json()["data"]["taskId"]
         first = http.get("/api/v1/jobs/recordInfo", params={"taskId": task_id}).json()
         assert first["code"] == 200 and first["msg"] == "success"
         running = first["data"]
@@ -68,13 +72,19 @@ def test_unknown_and_missing_task_ids(sandbox: SandboxServer) -> None:
     with api(sandbox) as http:
         unknown = http.get("/api/v1/jobs/recordInfo", params={"taskId": "0" * 32})
         missing = http.get("/api/v1/jobs/recordInfo")
-    assert unknown.status_code == 200 and unknown.json() == {"code": 422, "msg": "recordInfo is null", "data": None}
+    assert unknown.status_code == 200 and unknown.json() == {
+        "code": 422,
+        "msg": "recordInfo is null",
+        "data": None,
+    }
     assert missing.json()["code"] == 400 and missing.json()["msg"] == "taskId parameter is required"
 
 
 def test_wrong_key_is_http_200_with_envelope_401(sandbox: SandboxServer) -> None:
     with api(sandbox, key="sk-wrong") as http:
-        response = http.post("/api/v1/jobs/createTask", json={"model": "nano-banana-pro", "input": {"prompt": "x"}})
+        response = http.post(
+            "/api/v1/jobs/createTask", json={"model": "nano-banana-pro", "input": {"prompt": "x"}}
+        )
     assert response.status_code == 200
     assert response.json()["code"] == 401 and "Authentication failed" in response.json()["msg"]
     with httpx.Client(base_url=sandbox.url) as http:
@@ -91,16 +101,25 @@ def test_strict_http_mode_sets_the_status_too(sandbox: SandboxServer) -> None:
 
 def test_playground_alias(sandbox: SandboxServer) -> None:
     with api(sandbox) as http:
-        task_id = http.post("/api/v1/playground/createTask", json={"model": "nano-banana-pro", "input": {"prompt": "x"}}).json()["data"]["taskId"]
+        task_id = http.post(
+            "/api/v1/playground/createTask", json={"model": "nano-banana-pro", "input": {"prompt": "x"}}
+        ).json()["data"]["taskId"]
         record = http.get("/api/v1/playground/recordInfo", params={"taskId": task_id}).json()
     assert record["code"] == 200 and record["data"]["taskId"] == task_id
 
 
 def test_validation_failures_are_422_with_a_message(sandbox: SandboxServer) -> None:
     with api(sandbox) as http:
-        bad_enum = http.post("/api/v1/jobs/createTask", json={"model": "nano-banana-pro", "input": {"prompt": "x", "resolution": "8K"}}).json()
-        no_prompt = http.post("/api/v1/jobs/createTask", json={"model": "nano-banana-pro", "input": {}}).json()
-        bad_model = http.post("/api/v1/jobs/createTask", json={"model": "nano-banana-9", "input": {"prompt": "x"}}).json()
+        bad_enum = http.post(
+            "/api/v1/jobs/createTask",
+            json={"model": "nano-banana-pro", "input": {"prompt": "x", "resolution": "8K"}},
+        ).json()
+        no_prompt = http.post(
+            "/api/v1/jobs/createTask", json={"model": "nano-banana-pro", "input": {}}
+        ).json()
+        bad_model = http.post(
+            "/api/v1/jobs/createTask", json={"model": "nano-banana-9", "input": {"prompt": "x"}}
+        ).json()
     assert bad_enum["code"] == 422 and "resolution" in bad_enum["msg"] and "1K" in bad_enum["msg"]
     assert no_prompt["code"] == 422 and "prompt" in no_prompt["msg"]
     assert bad_model["code"] == 422 and "not supported" in bad_model["msg"]
@@ -110,7 +129,9 @@ def test_validation_failures_are_422_with_a_message(sandbox: SandboxServer) -> N
 @pytest.mark.parametrize("sandbox", [{"credits": 10.0}], indirect=True)
 def test_insufficient_credits_is_402_and_creates_nothing(sandbox: SandboxServer) -> None:
     with api(sandbox) as http:
-        answer = http.post("/api/v1/jobs/createTask", json={"model": "nano-banana-pro", "input": {"prompt": "x"}}).json()
+        answer = http.post(
+            "/api/v1/jobs/createTask", json={"model": "nano-banana-pro", "input": {"prompt": "x"}}
+        ).json()
     assert answer["code"] == 402 and sandbox.state.tasks == {}
 
 
@@ -118,7 +139,10 @@ def test_credits_are_a_number_and_charged_on_success_only(sandbox: SandboxServer
     with api(sandbox) as http:
         before = http.get("/api/v1/chat/credit").json()
         assert before["code"] == 200 and isinstance(before["data"], (int, float))
-        task_id = http.post("/api/v1/jobs/createTask", json={"model": "nano-banana-pro", "input": {"prompt": "x", "resolution": "4K"}}).json()["data"]["taskId"]
+        task_id = http.post(
+            "/api/v1/jobs/createTask",
+            json={"model": "nano-banana-pro", "input": {"prompt": "x", "resolution": "4K"}},
+        ).json()["data"]["taskId"]
         wait_state(http, task_id, {"success"})
         after = http.get("/api/v1/chat/credit").json()["data"]
     assert before["data"] - after == 24  # the catalogue's 4K price
@@ -127,7 +151,9 @@ def test_credits_are_a_number_and_charged_on_success_only(sandbox: SandboxServer
 @pytest.mark.parametrize("sandbox", [{"visible_after": 5.0, "time_scale": 0.02}], indirect=True)
 def test_not_yet_visible_window(sandbox: SandboxServer) -> None:
     with api(sandbox) as http:
-        task_id = http.post("/api/v1/jobs/createTask", json={"model": "nano-banana-pro", "input": {"prompt": "x"}}).json()["data"]["taskId"]
+        task_id = http.post(
+            "/api/v1/jobs/createTask", json={"model": "nano-banana-pro", "input": {"prompt": "x"}}
+        ).json()["data"]["taskId"]
         early = http.get("/api/v1/jobs/recordInfo", params={"taskId": task_id}).json()
         assert early == {"code": 422, "msg": "recordInfo is null", "data": None}
         time.sleep(0.12)
@@ -137,7 +163,9 @@ def test_not_yet_visible_window(sandbox: SandboxServer) -> None:
 
 def test_introspection_counts_requests_per_endpoint_and_key(sandbox: SandboxServer) -> None:
     with api(sandbox) as http:
-        task_id = http.post("/api/v1/jobs/createTask", json={"model": "nano-banana-pro", "input": {"prompt": "x"}}).json()["data"]["taskId"]
+        task_id = http.post(
+            "/api/v1/jobs/createTask", json={"model": "nano-banana-pro", "input": {"prompt": "x"}}
+        ).json()["data"]["taskId"]
         http.get("/api/v1/jobs/recordInfo", params={"taskId": task_id})
         http.get("/api/v1/jobs/recordInfo", params={"taskId": task_id})
         snapshot = http.get("/_sandbox/state").json()

@@ -63,8 +63,11 @@ class MarketFamily:
     def parse_status(self, env: Envelope, task_id: str) -> TaskStatus:
         if env.code in FAILED_CODES:
             return TaskStatus(
-                task_id, TaskState.FAILED, fail_code=str(env.code),
-                fail_msg=env.msg or FAILED_CODES[env.code], raw=env.data,
+                task_id,
+                TaskState.FAILED,
+                fail_code=str(env.code),
+                fail_msg=env.msg or FAILED_CODES[env.code],
+                raw=env.data,
             )
         if not env.ok:
             raise error_for(env, task_id=task_id)
