@@ -106,6 +106,9 @@ def _price_overrides(raw: Any, path: Path) -> dict[str, PriceRule]:
         raise ConfigurationError(f"[prices] in {path} must be a table of model = credits.")
     rules: dict[str, PriceRule] = {}
     for model, value in raw.items():
+        if isinstance(value, PriceRule):
+            rules[model] = value
+            continue
         try:
             if isinstance(value, (int, float)):
                 rules[model] = PriceRule(credits=float(value), source=f"override in {path}")
@@ -139,7 +142,12 @@ def load_settings(config_path: Path | None = None, **overrides: Any) -> Settings
     except ValueError as exc:
         raise ConfigurationError(f"A numeric setting is not a number: {exc}. Fix it in {path}.") from exc
     home = pick("home", "KIE_HOME")
+    home_path = Path(home) if home else Path(platformdirs.user_data_dir("kie"))
     timeouts = overrides.get("timeouts") or Timeouts()
+    from kie.catalog.sync import synced_overrides
+
+    prices = synced_overrides(home_path)
+    prices.update(_price_overrides(overrides.get("price_overrides") or data.get("prices"), path))
     return Settings(
         api_key=pick("api_key", "KIE_API_KEY"),
         base_url=str(pick("base_url", "KIE_BASE_URL", DEFAULT_BASE_URL)).rstrip("/"),
@@ -150,9 +158,9 @@ def load_settings(config_path: Path | None = None, **overrides: Any) -> Settings
         max_credits=max_credits,
         callback_url=pick("callback_url", "KIE_CALLBACK_URL"),
         webhook_key=pick("webhook_key", "KIE_WEBHOOK_KEY"),
-        home=Path(home) if home else Path(platformdirs.user_data_dir("kie")),
+        home=home_path,
         store_url=pick("store_url", "KIE_STORE_URL"),
         timeouts=timeouts,
-        price_overrides=_price_overrides(overrides.get("price_overrides") or data.get("prices"), path),
+        price_overrides=prices,
         config_path=path if path.is_file() else None,
     )

@@ -11,6 +11,7 @@ from kie import catalog
 from kie.catalog.pricing import Estimate
 from kie.catalog.spec import FieldSpec, ModelSpec, PriceRule
 from kie.cli._common import console, fail, fmt_credits, print_json
+from kie.config import load_settings
 from kie.errors import KieError
 
 models_app = typer.Typer(help="List and inspect every model Kie.ai sells.", no_args_is_help=False)
@@ -207,3 +208,39 @@ def estimate_json(est: Estimate, usd_rate: float) -> dict[str, Any]:
         "basis": est.basis,
         "source": est.source,
     }
+
+
+@models_app.command("sync-prices")
+def sync_prices(
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Save prices that fill unknown catalogue prices.")
+    ] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Refresh prices from Kie's public pricing endpoint (needs the internet; fails cleanly offline)."""
+    from kie.catalog import sync
+
+    try:
+        rows = sync.fetch()
+    except KieError as exc:
+        fail(str(exc), code=1)
+    report = sync.reconcile(rows)
+    settings = load_settings()
+    saved = sync.save(settings.home, report.filled) if apply else None
+    if json_:
+        print_json(
+            {
+                "rows": len(rows),
+                "filled": report.filled,
+                "saved_to": str(saved) if saved else None,
+                "unmatched": len(report.unmatched),
+            }
+        )
+        return
+    console.print(f"{len(rows)} price rows; {len(report.filled)} fill unknown catalogue prices.")
+    for model_id, credits in sorted(report.filled.items()):
+        console.print(f"  {model_id}: {fmt_credits(credits)} credits")
+    if saved:
+        console.print(f"Saved to {saved}; estimates now use them where the catalogue had no price.")
+    elif report.filled:
+        console.print("Run again with --apply to use them.")
