@@ -157,12 +157,19 @@ def validate(
     *,
     allow_unknown: bool = False,
     allow_local_files: bool = True,
+    require: bool = True,
 ) -> ValidatedInput:
     """Check an input before spending; alias-implied inputs (e.g. a Midjourney speed) are applied."""
     resolved = resolve(model) if isinstance(model, str) else Resolved(model)
     values = dict(resolved.alias.input) if resolved.alias else {}
     values.update(input)
-    return _validate(resolved.model, values, allow_unknown=allow_unknown, allow_local_files=allow_local_files)
+    return _validate(
+        resolved.model,
+        values,
+        allow_unknown=allow_unknown,
+        allow_local_files=allow_local_files,
+        require=require,
+    )
 
 
 def estimate(

@@ -76,6 +76,8 @@ def price_of(rule: PriceRule, values: Mapping[str, Any]) -> tuple[float | None, 
         basis = f"{_key_part(base)} credits"
     if rule.per == "task":
         return base, basis
+    if rule.per == "input-second":
+        return None, f"{basis} per second of the input media, whose length is not known before submit"
     units, unit_basis = _units(rule, values)
     if units is None:
         return None, unit_basis

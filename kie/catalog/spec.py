@@ -77,13 +77,15 @@ class PriceRule(_Strict):
     The base is `credits`, or `table[key]` where the key joins the values of the `by` fields with "|"
     (booleans as `true`/`false`). The base is then multiplied by `units` when `per` is `second` or
     `output`: the value of `units_field` in the input, or `units_default`. A table key that is missing
-    makes the estimate unknown, never zero.
+    makes the estimate unknown, never zero. `input-second` is a rate per second of an input file (a
+    driving audio, a source video) whose length the request does not carry: the rate is shown, but the
+    estimate stays unknown rather than guessing a length.
     """
 
     credits: float | None = None
     by: tuple[str, ...] = ()
     table: dict[str, float] | None = None
-    per: Literal["task", "second", "output"] = "task"
+    per: Literal["task", "second", "output", "input-second"] = "task"
     units_field: str | None = None
     units_default: float | None = None
     source: str
@@ -95,7 +97,7 @@ class PriceRule(_Strict):
             raise ValueError("a price rule needs exactly one of `credits` or `table`")
         if self.table is not None and not self.by:
             raise ValueError("a price table needs `by` fields")
-        if self.per != "task" and self.units_field is None and self.units_default is None:
+        if self.per in ("second", "output") and self.units_field is None and self.units_default is None:
             raise ValueError(f"a per-{self.per} price needs `units_field` or `units_default`")
         return self
 

@@ -225,8 +225,11 @@ def validate(
     allow_unknown: bool = False,
     fill_defaults: bool = True,
     allow_local_files: bool = True,
+    require: bool = True,
 ) -> ValidatedInput:
     """Check `values` for `model`; raise one `ValidationError` naming every bad field.
+
+    `require=False` skips missing-field checks, for quoting a price before the prompt is written.
 
     Unknown fields are errors unless `allow_unknown` is set, because Kie ignores them silently and a
     typo'd option is a paid generation with the wrong settings. Models whose docs publish no schema
@@ -261,7 +264,7 @@ def validate(
         if fill_defaults and _usable_default(spec.default):
             clean[name] = spec.default
             defaulted.append(name)
-        elif spec.required:
+        elif spec.required and require:
             checker.fail(name, "is required; add it to the input")
 
     if checker.issues:

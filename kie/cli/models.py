@@ -31,7 +31,7 @@ def _price_text(rule: PriceRule | None) -> str:
         )
     else:
         base = fmt_credits(rule.credits)
-    suffix = {"task": "", "second": "/s", "output": "/output"}[rule.per]
+    suffix = {"task": "", "second": "/s", "output": "/output", "input-second": "/s of input"}[rule.per]
     return base + suffix
 
 
@@ -180,8 +180,9 @@ def show_model(
         how = f"by {', '.join(rule.by)}" if rule.by else "flat"
         per = {
             "task": "per task",
-            "second": f"per second of `{rule.units_field}`",
-            "output": f"per output (`{rule.units_field}`)",
+            "second": f"per second of `{rule.units_field or 'the output'}`",
+            "output": f"per output (`{rule.units_field or 'default count'}`)",
+            "input-second": "per second of the input media (unknown until submitted)",
         }[rule.per]
         console.print(f"price: {_price_text(rule)} credits, {how}, {per} — source: {rule.source}")
         if rule.table:

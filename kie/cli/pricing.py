@@ -20,8 +20,10 @@ from kie.runner.batchfile import read_batch
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
-def _estimate_one(model: str, values: dict[str, Any], n: int, settings: Settings) -> Estimate:
-    checked = catalog.validate(model, values, allow_local_files=False)
+def _estimate_one(
+    model: str, values: dict[str, Any], n: int, settings: Settings, *, require: bool = True
+) -> Estimate:
+    checked = catalog.validate(model, values, allow_local_files=False, require=require)
     return catalog.estimate(checked.model, checked.input, n=n, overrides=settings.price_overrides)
 
 
@@ -43,7 +45,7 @@ def cost(
     if model is None:
         fail("Name a model (kie cost MODEL) or a batch file (kie cost --file batch.jsonl).")
     try:
-        est = _estimate_one(model, parse_pairs(inputs), count, settings)
+        est = _estimate_one(model, parse_pairs(inputs), count, settings, require=False)
     except KieError as exc:
         fail(str(exc))
     if json_:
