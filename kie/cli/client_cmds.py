@@ -281,6 +281,15 @@ def sandbox_cmd(
         str | None, typer.Option("--webhook-key", help="Sign callbacks with this HMAC key.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for timings and random faults.")] = 0,
+    rate_limit: Annotated[
+        str, typer.Option("--rate-limit", help="Creates per window as N/SECONDS, or 'off'.")
+    ] = "20/10",
+    status_rate_limit: Annotated[
+        str, typer.Option("--status-rate-limit", help="Status reads per window as N/SECONDS, or 'off'.")
+    ] = "10/1",
+    max_running: Annotated[
+        int, typer.Option("--max-running", min=1, help="Concurrently running tasks.")
+    ] = 100,
 ) -> None:
     """Run a local Kie.ai: same paths, shapes and quirks, no account, no credits."""
     from kie.sandbox.server import sample_key, serve_forever
@@ -295,6 +304,9 @@ def sandbox_cmd(
         strict_http=strict_http,
         webhook_key=webhook_key,
         seed=seed,
+        rate_limit=_limit("--rate-limit", rate_limit),
+        status_rate_limit=_limit("--status-rate-limit", status_rate_limit),
+        max_running=max_running,
     )
     try:
         server = SandboxServer(config, host=host, port=port)
@@ -306,6 +318,19 @@ def sandbox_cmd(
     console.print(f"export KIE_BASE_URL={server.url} KIE_UPLOAD_BASE_URL={server.url} KIE_API_KEY={keys[0]}")
     serve_forever(server)
     console.print("sandbox stopped")
+
+
+def _limit(option: str, text: str) -> tuple[int, float] | None:
+    if text.strip().lower() == "off":
+        return None
+    count, _, window = text.partition("/")
+    try:
+        parsed = (int(count), float(window))
+    except ValueError:
+        fail(f"{option} must look like 20/10 (20 per 10 seconds) or 'off', got {text!r}.")
+    if parsed[0] < 1 or parsed[1] <= 0:
+        fail(f"{option} needs a positive count and window, got {text!r}.")
+    return parsed
 
 
 def register(app: typer.Typer) -> None:

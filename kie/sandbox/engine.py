@@ -82,8 +82,8 @@ class Engine:
         self._spawn(self._run(task, spec, public_url))
 
     async def _run(self, task: SandboxTask, spec: ModelSpec, public_url: str) -> None:
-        state, config = self.state, self.state.config
-        await asyncio.sleep(config.scaled(min(3.0, 0.1 * spec.traits.typical_seconds)))
+        state = self.state
+        await asyncio.sleep(task.wait_seconds)
         if self.slots.locked():
             state.set_state(task, "queuing")
         async with self.slots:

@@ -113,8 +113,8 @@ class MarketSandbox:
             callback_url=callback if isinstance(callback, str) else None,
             create_time=int(time.time() * 1000),
             created_at=state.now(),
-            generate_seconds=state.plan_duration(spec.traits.typical_seconds),
         )
+        task.wait_seconds, task.generate_seconds = state.plan_duration(spec.traits.typical_seconds)
         task.fail_planned = state.take_fault("generation", ("fail_generation",))
         task.expire_urls = state.take_fault("results", ("expire_urls",)) is not None
         state.add_task(task)

@@ -89,6 +89,7 @@ class SandboxTask:
     create_time: int
     created_at: float
     state: str = "waiting"
+    wait_seconds: float = 0.0
     generate_seconds: float = 1.0
     result_urls: list[str] = field(default_factory=list)
     fail_code: str | None = None
@@ -236,10 +237,14 @@ class SandboxState:
     def new_task_id(self) -> str:
         return secrets.token_hex(16)
 
-    def plan_duration(self, typical_seconds: float) -> float:
+    def plan_duration(self, typical_seconds: float) -> tuple[float, float]:
+        """(waiting, generating) scaled seconds; together they follow the model's typical total time,
+        as Kie's `costTime` covers the whole task, queue included."""
         jitter = self.config.duration_jitter
         factor = self.rng.lognormvariate(0.0, jitter) if jitter > 0 else 1.0
-        return self.config.scaled(typical_seconds * factor)
+        total = typical_seconds * factor
+        waiting = min(3.0, 0.1 * total)
+        return self.config.scaled(waiting), self.config.scaled(total - waiting)
 
     def add_task(self, task: SandboxTask) -> None:
         with self.lock:
@@ -302,6 +307,8 @@ class SandboxState:
                         "credits": t.credits_consumed,
                         "resultUrls": list(t.result_urls),
                         "input": t.input,
+                        "createTime": t.create_time,
+                        "completeTime": t.complete_time,
                     }
                     for t in self.tasks.values()
                 ],
