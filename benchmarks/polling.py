@@ -171,9 +171,8 @@ def main() -> None:
         asyncio.run(run_seed_loop(args.tasks, args.time_scale)),
     ]
     print(f"{args.tasks} tasks over {', '.join(MODELS)}; time scale {args.time_scale}; real seconds")
-    print(
-        f"{'client':<22}{'status req/task':>16}{'wall s':>9}{'notice p50 s':>14}{'notice p99 s':>14}{'not fetched':>13}"
-    )
+    head = ("client", "status req/task", "wall s", "notice p50 s", "notice p99 s", "not fetched")
+    print(f"{head[0]:<22}{head[1]:>16}{head[2]:>9}{head[3]:>14}{head[4]:>14}{head[5]:>13}")
     for r in results:
         p50 = statistics.median(r.latencies) if r.latencies else float("nan")
         print(
