@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kie.catalog.loader import CatalogDataError, load
+from kie.catalog.loader import CatalogData, CatalogDataError, load
 from kie.catalog.pricing import DEFAULT_USD_PER_CREDIT, Estimate
 from kie.catalog.pricing import estimate as _estimate
 from kie.catalog.recommend import Recommendation, escalation, recommend
@@ -29,6 +29,7 @@ from kie.errors import UnknownModelError
 __all__ = [
     "DEFAULT_USD_PER_CREDIT",
     "Alias",
+    "CatalogData",
     "CatalogDataError",
     "Estimate",
     "FieldSpec",
@@ -44,6 +45,7 @@ __all__ = [
     "escalation",
     "estimate",
     "get",
+    "load",
     "presets",
     "recommend",
     "resolve",

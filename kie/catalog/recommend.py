@@ -47,7 +47,7 @@ def _credits_text(est: Estimate) -> str:
     if est.credits_each is None:
         return "price unknown"
     value = est.credits_each
-    return f"{int(value) if float(value).is_integer() else value} credits"
+    return f"{int(value) if float(value).is_integer() else value} credit{'' if value == 1 else 's'}"
 
 
 def recommend(
@@ -101,7 +101,7 @@ def recommend(
         details = [_credits_text(est), f"speed {spec.traits.speed}/5", f"quality {spec.traits.quality}/5"]
         if matched:
             details.append("good for " + ", ".join(matched))
-        ranked.append(Recommendation(spec, round(score, 4), est, f"{case.reason}: {'; '.join(details)}"))
+        ranked.append(Recommendation(spec, round(score, 4), est, "; ".join(details)))
     ranked.sort(key=lambda r: (-r.score, r.estimate.credits_each or math.inf, r.model.id))
     return ranked[:limit]
 

@@ -19,7 +19,7 @@ models_app = typer.Typer(help="List and inspect every model Kie.ai sells.", no_a
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
-def _price_text(rule: PriceRule | None) -> str:
+def price_text(rule: PriceRule | None) -> str:
     if rule is None:
         return "unknown"
     if rule.table is not None:
@@ -42,7 +42,7 @@ def model_summary(spec: ModelSpec) -> dict[str, Any]:
         "family": spec.family,
         "kind": spec.media,
         "capabilities": list(spec.capabilities),
-        "price": _price_text(spec.price),
+        "price": price_text(spec.price),
         "speed": spec.traits.speed,
         "quality": spec.traits.quality,
         "status": spec.status,
@@ -184,7 +184,7 @@ def show_model(
             "output": f"per output (`{rule.units_field or 'default count'}`)",
             "input-second": "per second of the input media (unknown until submitted)",
         }[rule.per]
-        console.print(f"price: {_price_text(rule)} credits, {how}, {per} — source: {rule.source}")
+        console.print(f"price: {price_text(rule)} credits, {how}, {per} — source: {rule.source}")
         if rule.table:
             console.print("  " + "; ".join(f"{k}: {fmt_credits(v)}" for k, v in rule.table.items()))
     t = spec.traits

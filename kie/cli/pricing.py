@@ -12,7 +12,7 @@ from rich.table import Table
 from kie import catalog
 from kie.catalog.pricing import Estimate
 from kie.cli._common import console, err_console, fail, fmt_credits, fmt_usd, parse_pairs, print_json
-from kie.cli.models import estimate_json
+from kie.cli.models import estimate_json, price_text
 from kie.config import Settings, load_settings
 from kie.errors import KieError
 from kie.runner.batchfile import read_batch
@@ -172,6 +172,7 @@ def recommend(
         print_json(
             {
                 "use_case": use_case,
+                "why": catalog.load().use_cases[use_case].reason,
                 "ranked": [
                     {
                         "model": r.model.id,
@@ -187,12 +188,14 @@ def recommend(
         return
     if not ranked:
         fail("No active model fits those filters; loosen --max-credits or --capability.", code=1)
-    table = Table(title=f"Recommended for {use_case}")
+    table = Table(title=f"Recommended for {use_case}: {catalog.load().use_cases[use_case].reason}")
     for column in ("#", "model", "credits", "why"):
         table.add_column(column, overflow="fold")
     for index, rec in enumerate(ranked, start=1):
         table.add_row(str(index), rec.model.id, fmt_credits(rec.estimate.credits_each), rec.reason)
     console.print(table)
-    if ladder:
-        steps = " → ".join(f"{m.id} ({fmt_credits(e.credits_each)})" for m, e in ladder)
+    if ladder and use_case != "utility":
+        steps = " → ".join(
+            f"{m.id} ({fmt_credits(e.credits_each) if e.known else price_text(m.price)})" for m, e in ladder
+        )
         console.print(f"Escalation ladder (try cheap first, upgrade if it falls short): {steps}")

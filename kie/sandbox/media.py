@@ -18,7 +18,7 @@ import wave
 from collections.abc import Mapping
 from typing import Any
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 RESOLUTION_SIDE = {
     "512p": 512,
@@ -112,7 +112,8 @@ def render_image(seed: bytes, size: tuple[int, int], label: str) -> Image.Image:
         r = (0.05 + chunk[2] / 255 * 0.2) * min(width, height)
         colour = (chunk[3], chunk[0], chunk[2])
         draw.ellipse((x - r, y - r, x + r, y + r), fill=colour)
-    draw.text((max(4, width // 40), max(4, height // 40)), label[:60], fill=(255, 255, 255))
+    font = ImageFont.load_default(size=max(10, min(width, height) // 24))
+    draw.text((max(4, width // 40), max(4, height // 40)), label[:60], fill=(255, 255, 255), font=font)
     return image
 
 
