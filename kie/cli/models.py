@@ -175,7 +175,7 @@ def show_model(
         )
     rule = spec.price
     if rule is None:
-        console.print("price: unknown (no published price; set one in your config's [prices] table)")
+        console.print("price: unknown (no published price; set one in your config's \\[prices] table)")
     else:
         how = f"by {', '.join(rule.by)}" if rule.by else "flat"
         per = {

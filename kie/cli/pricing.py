@@ -53,7 +53,7 @@ def cost(
         return
     if not est.known:
         console.print(f"{est.model} x {count}: [yellow]price unknown[/] ({est.basis}).")
-        console.print("Set a price in your config's [prices] table to budget for it.")
+        console.print("Set a price in your config's \\[prices] table to budget for it.")
         return
     console.print(
         f"{est.model} x {count}: [bold]{fmt_credits(est.credits)} credits[/] "

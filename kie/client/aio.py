@@ -37,6 +37,7 @@ from kie.errors import KieError
 from kie.protocol import common, flows
 from kie.protocol.common import UploadedFile
 from kie.protocol.envelope import Envelope, require_ok
+from kie.protocol.families import Created
 from kie.protocol.files import SavedFile
 from kie.protocol.flows import Fetch, FetchFailed, Flow, Send, Sleep, StatusHook
 from kie.protocol.polling import Pacer, PollPolicy
@@ -182,8 +183,8 @@ class AsyncKie:
             flows.upload_inputs(prep.model, prep.input, upload_path=self.config.upload_path)
         )
         callback = callback_url or callback_for(self.config, prep.model)
-        task_id = await self.run(flows.submit(prep.model, values, callback))
-        return Submission(task_id, prep.model.id, prep.estimate, values)
+        created: Created = await self.run(flows.submit(prep.model, values, callback))
+        return Submission(created.task_id, prep.model.id, prep.estimate, values, created.status)
 
     async def wait(
         self,
@@ -237,7 +238,7 @@ class AsyncKie:
         sub = await self.submit(
             model, input, callback_url=callback_url, allow_unknown=allow_unknown, **fields
         )
-        status = await self.wait(sub.task_id, sub.model, deadline=deadline, on_status=on_status)
+        status = sub.status or await self.wait(sub.task_id, sub.model, deadline=deadline, on_status=on_status)
         results = await self.download(status, output_dir, name=name)
         return Generation(sub.task_id, sub.model, status, tuple(results), sub.estimate)
 

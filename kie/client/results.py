@@ -54,6 +54,7 @@ class Submission:
     model: str
     estimate: Estimate
     input: dict[str, object] = field(default_factory=dict)
+    status: TaskStatus | None = None  # set when the endpoint answers synchronously
 
 
 @dataclass(frozen=True)

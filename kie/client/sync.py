@@ -30,6 +30,7 @@ from kie.config import Settings
 from kie.protocol import common, flows
 from kie.protocol.common import UploadedFile
 from kie.protocol.envelope import Envelope, require_ok
+from kie.protocol.families import Created
 from kie.protocol.files import SavedFile
 from kie.protocol.flows import Fetch, FetchFailed, Flow, Send, Sleep, StatusHook
 from kie.protocol.polling import PollPolicy
@@ -169,10 +170,10 @@ class Kie:
         """Validate, upload local files, and create the task once. Returns as soon as Kie has an id."""
         prep = prepare(model, input, fields, settings=self.config.settings, allow_unknown=allow_unknown)
         values = self.run(flows.upload_inputs(prep.model, prep.input, upload_path=self.config.upload_path))
-        task_id = self.run(
+        created: Created = self.run(
             flows.submit(prep.model, values, callback_url or callback_for(self.config, prep.model))
         )
-        return Submission(task_id, prep.model.id, prep.estimate, values)
+        return Submission(created.task_id, prep.model.id, prep.estimate, values, created.status)
 
     def wait(
         self,
@@ -230,7 +231,7 @@ class Kie:
         sub = self.submit(model, input, callback_url=callback_url, allow_unknown=allow_unknown, **fields)
         if on_submit is not None:
             on_submit(sub)
-        status = self.wait(sub.task_id, sub.model, deadline=deadline, on_status=on_status)
+        status = sub.status or self.wait(sub.task_id, sub.model, deadline=deadline, on_status=on_status)
         results = self.download(status, output_dir, name=name)
         return Generation(sub.task_id, sub.model, status, tuple(results), sub.estimate)
 

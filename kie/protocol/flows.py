@@ -8,6 +8,7 @@ deadlines, grace windows, link refresh and uploads therefore exists exactly once
 
 from __future__ import annotations
 
+import json
 import mimetypes
 import time
 from collections.abc import Callable, Generator, Mapping
@@ -80,13 +81,15 @@ EXPIRED_STATUSES = {401, 403, 404, 410}
 
 
 def submit(spec: ModelSpec, values: Mapping[str, Any], callback_url: str | None) -> Flow:
-    """Create the task; return its id. A garbled success answer may hide a created task: say so."""
+    """Create the task; return `Created` (its id, and the status when the endpoint is synchronous).
+
+    A garbled success answer may hide a created task, so it is reported as unknown, never resent."""
     family = family_for(spec)
     request = family.create_request(spec, values, callback_url)
     env: Envelope = yield Send(request, model=spec.id)
     data = require_ok(env)
     try:
-        return family.parse_created(data)
+        return family.parse_created(spec, data)
     except ValueError as exc:
         raise SubmissionUnknownError(
             f"Kie accepted the create for {spec.id} but its answer had no task id ({exc}); the task may "
@@ -98,7 +101,7 @@ def submit(spec: ModelSpec, values: Mapping[str, Any], callback_url: str | None)
 def status_once(spec: ModelSpec | None, task_id: str) -> Flow:
     """Read a task's status once; unknown tasks raise `NotFoundError`."""
     family = family_for(spec)
-    env: Envelope = yield Send(family.status_request(spec, task_id), answers=frozenset({404, 422, 501, 408}))
+    env: Envelope = yield Send(family.status_request(spec, task_id), answers=family.answers())
     if family.not_visible(env):
         raise NotFoundError(
             f"Kie has no task {task_id} ({env.msg or 'recordInfo is null'}). Check the id.",
@@ -139,9 +142,7 @@ def wait(
         if not (first and poll_now):
             yield Sleep(min(next_delay(policy, elapsed, expected), remaining))
         first = False
-        env: Envelope = yield Send(
-            family.status_request(spec, task_id), answers=frozenset({404, 422, 501, 408})
-        )
+        env: Envelope = yield Send(family.status_request(spec, task_id), answers=family.answers())
         polls += 1
         if family.not_visible(env):
             if clock() - start < policy.scaled(policy.not_visible_grace):
@@ -174,7 +175,12 @@ def task_failed(status: TaskStatus) -> TaskFailedError:
 
 
 def download(status: TaskStatus, directory: Path, stem: str) -> Flow:
-    """Save every result URL as `<stem>-<n>.<ext>`; refresh expired links through `download-url`."""
+    """Save every result URL as `<stem>-<n>.<ext>`; refresh expired links through `download-url`.
+
+    Text results (lyrics, style descriptions: `extra["text"]` or `extra["json"]`) are saved as files too,
+    so every task leaves something on disk."""
+    if not status.result_urls and ("text" in status.extra or "json" in status.extra):
+        return [save_text(status, directory, f"{stem}-1")]
     if not status.result_urls:
         raise DownloadError(
             f"Task {status.task_id} succeeded but returned no result URL.", url="", task_id=status.task_id
@@ -204,6 +210,15 @@ def download(status: TaskStatus, directory: Path, stem: str) -> Flow:
                 task_id=status.task_id,
             ) from exc
     return saved
+
+
+def save_text(status: TaskStatus, directory: Path, stem: str) -> SavedFile:
+    is_text = "text" in status.extra
+    data = str(status.extra["text"]) if is_text else json.dumps(status.extra["json"], indent=2)
+    sink = FileSink(directory, stem, "")
+    sink.start("text/plain" if is_text else "application/json", None)
+    sink.write(data.encode("utf-8"))
+    return sink.finish()
 
 
 def upload(content: Path | bytes, *, upload_path: str, mime_type: str | None = None) -> Flow:

@@ -26,8 +26,8 @@ from starlette.routing import Route
 
 from kie.sandbox import media
 from kie.sandbox.engine import Engine, is_loopback
+from kie.sandbox.families import load_families
 from kie.sandbox.http import authorise, envelope, public_url, request_fault
-from kie.sandbox.market import MarketSandbox
 from kie.sandbox.state import SandboxConfig, SandboxState, StoredFile
 
 
@@ -36,12 +36,12 @@ class Sandbox:
 
     def __init__(self, config: SandboxConfig) -> None:
         self.state = SandboxState(config)
-        self.market = MarketSandbox(self.state, None)  # type: ignore[arg-type]
-        self.families: dict[str, Any] = {"market": self.market}
+        self.families: dict[str, Any] = {}
         self.engine = Engine(self.state, self.families)
-        self.market.engine = self.engine
+        families, family_routes = load_families(self.state, self.engine)
+        self.families.update(families)
         routes = [
-            *self.market.routes(),
+            *family_routes,
             Route("/api/v1/chat/credit", self.credit, methods=["GET"]),
             Route("/api/v1/common/download-url", self.download_url, methods=["POST"]),
             Route("/api/file-stream-upload", self.stream_upload, methods=["POST"]),

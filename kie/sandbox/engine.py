@@ -28,7 +28,9 @@ from kie.sandbox.state import CallbackRecord, SandboxState, SandboxTask, StoredF
 class SandboxFamily(Protocol):
     api: str
 
-    def callback_body(self, task: SandboxTask) -> dict[str, Any]: ...
+    def callback_bodies(self, task: SandboxTask) -> list[dict[str, Any]]:
+        """The callback bodies for a finished task, in delivery order (Suno sends several stages)."""
+        ...
 
 
 def sign(key: str, task_id: str, timestamp: int) -> str:
@@ -151,25 +153,24 @@ class Engine:
         url = task.callback_url
         if not url:
             return
+        for body in self.families[task.api].callback_bodies(task):
+            await self._deliver_one(task, url, body)
+
+    async def _deliver_one(self, task: SandboxTask, url: str, body: dict[str, Any]) -> None:
+        """POST one callback, retrying on the documented schedule; each injected `callback_fail`
+        fault fails one attempt, and `callback_duplicate` delivers the body twice."""
         config = self.state.config
-        family = self.families[task.api]
-        body = family.callback_body(task)
         if not (config.allow_external_callbacks or is_loopback(url)):
             self._record(
                 task, url, body, {}, 0, None, "not delivered: callbacks go only to loopback addresses"
             )
             return
         duplicate = self.state.take_fault("callback", ("callback_duplicate",)) is not None
-        failing = self.state.take_fault("callback", ("callback_fail",))
-        delays = (0.0, *config.callback_retries)
-        for attempt, delay in enumerate(delays, start=1):
+        for attempt, delay in enumerate((0.0, *config.callback_retries), start=1):
             if delay:
                 await asyncio.sleep(config.scaled(delay))
-            forced = failing is not None and (failing.times >= 0)
-            ok = await self._post(task, url, body, attempt, injected_failure=forced)
-            if forced:
-                failing = self.state.take_fault("callback", ("callback_fail",))
-            if ok:
+            injected = self.state.take_fault("callback", ("callback_fail",)) is not None
+            if await self._post(task, url, body, attempt, injected_failure=injected):
                 if duplicate:
                     await self._post(task, url, body, attempt)
                 return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from kie import catalog
 from kie.protocol.envelope import Envelope, parse_envelope
 from kie.protocol.families.market import MarketFamily
 from kie.protocol.task import TaskState
@@ -115,13 +116,8 @@ def test_market_callback_success_and_failure() -> None:
 
 
 def test_create_answer_with_and_without_record_id() -> None:
-    assert (
-        family.parse_created(
-            {"taskId": "09e4987e60ef4b82c25e2650652989d6", "recordId": "09e4987e60ef4b82c25e2650652989d6"}
-        )
-        == "09e4987e60ef4b82c25e2650652989d6"
-    )
-    assert (
-        family.parse_created({"taskId": "091fbbaa1d20d47e9576ce84d5254b18"})
-        == "091fbbaa1d20d47e9576ce84d5254b18"
-    )
+    spec = catalog.get("nano-banana-pro")
+    both = {"taskId": "09e4987e60ef4b82c25e2650652989d6", "recordId": "09e4987e60ef4b82c25e2650652989d6"}
+    assert family.parse_created(spec, both).task_id == "09e4987e60ef4b82c25e2650652989d6"
+    created = family.parse_created(spec, {"taskId": "091fbbaa1d20d47e9576ce84d5254b18"})
+    assert created.task_id == "091fbbaa1d20d47e9576ce84d5254b18" and created.status is None

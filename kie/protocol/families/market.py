@@ -12,6 +12,7 @@ from typing import Any
 
 from kie.catalog.spec import ModelSpec
 from kie.protocol.envelope import ApiRequest, Envelope, error_for
+from kie.protocol.families.base import Created
 from kie.protocol.task import (
     TaskState,
     TaskStatus,
@@ -45,12 +46,15 @@ class MarketFamily:
             body["callBackUrl"] = callback_url
         return ApiRequest("POST", spec.endpoint.create, kind="create", json=body, label=f"create {spec.id}")
 
-    def parse_created(self, data: Any) -> str:
+    def parse_created(self, spec: ModelSpec, data: Any) -> Created:
         if isinstance(data, Mapping):
             task_id = data.get("taskId") or data.get("task_id") or data.get("recordId")
             if task_id:
-                return str(task_id)
+                return Created(str(task_id))
         raise ValueError(f"create answer carries no taskId: {data!r}")
+
+    def answers(self) -> frozenset[int]:
+        return frozenset({404, 422, *FAILED_CODES})
 
     def status_request(self, spec: ModelSpec | None, task_id: str) -> ApiRequest:
         path = spec.endpoint.status if spec is not None else "/api/v1/jobs/recordInfo"

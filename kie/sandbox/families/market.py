@@ -9,7 +9,6 @@ appears only for Sora 2 models.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from starlette.requests import Request
@@ -19,8 +18,9 @@ from starlette.routing import Route
 from kie import catalog
 from kie.errors import KieError
 from kie.sandbox.engine import Engine
-from kie.sandbox.http import DroppedResponse, authorise, envelope, public_url, request_fault
+from kie.sandbox.http import authorise, envelope, request_fault
 from kie.sandbox.state import SandboxState, SandboxTask
+from kie.sandbox.tasks import Admitted, find_task, gate, json_body, launch
 
 
 def param_string(task: SandboxTask) -> str:
@@ -64,27 +64,15 @@ class MarketSandbox:
 
     async def create(self, request: Request) -> Response:
         state = self.state
-        key_id, denied = authorise(request, state)
-        state.count(
-            "createTask", key_id or "anonymous", client=request.client.port if request.client else None
-        )
-        if denied:
-            return denied
-        assert key_id is not None
-        fault, answer = await request_fault(state, "createTask")
-        if answer is not None:
-            return answer
-        if not state.allow_create(key_id):
-            return envelope(
-                state, 429, "The request rate is too high; the request was rejected and not queued."
-            )
-        try:
-            body = await request.json()
-        except ValueError:
+        admitted = await gate(state, request, "createTask")
+        if not isinstance(admitted, Admitted):
+            return admitted
+        body = await json_body(request)
+        if body is None:
             return envelope(state, 400, "Request body is not valid JSON")
-        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+        model_id = body.get("model")
+        if not isinstance(model_id, str):
             return envelope(state, 422, "model is required")
-        model_id = body["model"]
         try:
             spec = catalog.get(model_id)
         except KieError:
@@ -94,33 +82,18 @@ class MarketSandbox:
         values = body.get("input") or {}
         if not isinstance(values, dict):
             return envelope(state, 422, "input must be an object")
-        try:
-            checked = catalog.validate(spec, values, allow_unknown=True, allow_local_files=False)
-        except KieError as exc:
-            return envelope(state, 422, str(exc))
-        est = catalog.estimate(spec, checked.input, overrides={})
-        price = est.credits_each if est.credits_each is not None else state.config.unknown_price_credits
-        if state.balance < price:
-            return envelope(state, 402, "Credits insufficient. Please top up and try again.")
-        callback = body.get("callBackUrl")
-        task = SandboxTask(
-            task_id=state.new_task_id(),
-            model=spec.id,
-            api="market",
-            key_id=key_id,
-            request=body,
-            input=values,
-            callback_url=callback if isinstance(callback, str) else None,
-            create_time=int(time.time() * 1000),
-            created_at=state.now(),
+        task = launch(
+            state,
+            self.engine,
+            request,
+            admitted,
+            spec=spec,
+            body=body,
+            values=values,
+            callback_url=body.get("callBackUrl"),
         )
-        task.wait_seconds, task.generate_seconds = state.plan_duration(spec.traits.typical_seconds)
-        task.fail_planned = state.take_fault("generation", ("fail_generation",))
-        task.expire_urls = state.take_fault("results", ("expire_urls",)) is not None
-        state.add_task(task)
-        self.engine.start(task, spec, public_url(request, state.config.public_url))
-        if fault is not None and fault.kind == "drop_after_create":
-            return DroppedResponse()
+        if not isinstance(task, SandboxTask):
+            return task
         return envelope(state, 200, "success", {"taskId": task.task_id, "recordId": task.task_id})
 
     async def record_info(self, request: Request) -> Response:
@@ -143,14 +116,13 @@ class MarketSandbox:
         task_id = request.query_params.get("taskId")
         if not task_id:
             return envelope(state, 400, "taskId parameter is required")
-        with state.lock:
-            task = state.tasks.get(task_id)
-        hidden = task is not None and state.now() < task.created_at + state.config.scaled(
-            state.config.visible_after
-        )
-        if task is None or hidden or task.api != "market":
+        task = find_task(state, task_id, "market")
+        if task is None:
             return envelope(state, 422, "recordInfo is null")
         return envelope(state, 200, "success", record(task, now=state.now()))
+
+    def callback_bodies(self, task: SandboxTask) -> list[dict[str, Any]]:
+        return [self.callback_body(task)]
 
     def callback_body(self, task: SandboxTask) -> dict[str, Any]:
         data = record(task, now=self.state.now())
