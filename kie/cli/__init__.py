@@ -26,9 +26,10 @@ app.command("recommend")(pricing.recommend)
 
 def _register_optional() -> None:
     """Commands from later layers register themselves here, so this module stays a table of contents."""
-    from kie.cli import client_cmds
+    from kie.cli import batch_cmds, client_cmds
 
     client_cmds.register(app)
+    batch_cmds.register(app)
 
 
 def main() -> None:

@@ -104,6 +104,7 @@ class Engine:
         if task.fail_planned is not None:
             task.fail_code = task.fail_planned.fail_code
             task.fail_msg = task.fail_planned.fail_msg
+            state.settle(task, 0.0)
             state.set_state(task, "fail")
             return
         task.result_urls = self.make_results(task, spec, public_url)
@@ -111,7 +112,7 @@ class Engine:
         task.credits_consumed = (
             est.credits_each if est.credits_each is not None else state.config.unknown_price_credits
         )
-        state.charge(task.credits_consumed)
+        state.settle(task, task.credits_consumed)
         state.set_state(task, "success")
 
     def make_results(self, task: SandboxTask, spec: ModelSpec, public_url: str) -> list[str]:

@@ -67,6 +67,9 @@ class SandboxConfig:
     callback_timeout: float = 15.0
     callback_retries: tuple[float, ...] = (60.0, 300.0, 900.0)
     unknown_price_credits: float = 1.0
+    # Whether a create holds its price until the task ends (unknown for real Kie; kie-api.md only says
+    # credits are checked before accept and charged on success). Holding makes 402s appear mid-batch.
+    reserve_credits: bool = True
     max_image_side: int | None = None
     user_id: int = 136592
     fault_rates: dict[str, float] = field(default_factory=dict)
@@ -97,6 +100,7 @@ class SandboxTask:
     cost_time: int | None = None
     complete_time: int | None = None
     credits_consumed: float = 0.0
+    held: float = 0.0
     fail_planned: Fault | None = None
     expire_urls: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
@@ -166,6 +170,7 @@ class SandboxState:
         self.running: set[str] = set()
         self.queue: deque[str] = deque()
         self.spent = 0.0
+        self.held = 0.0
         self.started = time.monotonic()
 
     # -- identities and counters ------------------------------------------------------------------
@@ -256,10 +261,24 @@ class SandboxState:
             task.state = state
             task.history.append((state, self.now()))
 
-    def charge(self, credits: float) -> None:
+    def available(self) -> float:
         with self.lock:
-            self.balance -= credits
-            self.spent += credits
+            return self.balance - self.held
+
+    def hold(self, task: SandboxTask, credits: float) -> None:
+        if not self.config.reserve_credits:
+            return
+        with self.lock:
+            task.held = credits
+            self.held += credits
+
+    def settle(self, task: SandboxTask, charge: float) -> None:
+        """Release the task's hold and charge what it cost (nothing for a failure)."""
+        with self.lock:
+            self.held -= task.held
+            task.held = 0.0
+            self.balance -= charge
+            self.spent += charge
 
     # -- files ------------------------------------------------------------------------------------
     def store(self, path: str, stored: StoredFile) -> None:

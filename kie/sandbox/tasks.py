@@ -78,7 +78,7 @@ def launch(
         return envelope(state, 422, str(exc))
     est = catalog.estimate(spec, checked.input, overrides={})
     price = est.credits_each if est.credits_each is not None else state.config.unknown_price_credits
-    if state.balance < price:
+    if state.available() < price:
         return envelope(state, 402, "Credits insufficient. Please top up and try again.")
     task = SandboxTask(
         task_id=state.new_task_id(),
@@ -92,6 +92,7 @@ def launch(
         created_at=state.now(),
     )
     task.wait_seconds, task.generate_seconds = state.plan_duration(spec.traits.typical_seconds)
+    state.hold(task, price)
     task.fail_planned = state.take_fault("generation", ("fail_generation",))
     task.expire_urls = state.take_fault("results", ("expire_urls",)) is not None
     state.add_task(task)

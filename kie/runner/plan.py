@@ -1,0 +1,130 @@
+"""From a batch file to validated, priced jobs, before anything is submitted.
+
+Every row (and every pipeline step of it) is checked against the catalogue first; problems come back with
+line numbers, all at once. A row's resume key is its `id`, else a hash of its content, so rerunning the
+same file finds the same jobs in the ledger and pays for nothing twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kie import catalog
+from kie.catalog.spec import PriceRule
+from kie.errors import KieError
+from kie.runner.batchfile import Row, RowError, read_batch
+from kie.store import NewJob
+
+
+@dataclass
+class Plan:
+    jobs: list[NewJob] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
+    unknown_price_rows: list[int] = field(default_factory=list)
+    credits_by_model: dict[str, float] = field(default_factory=dict)
+    rows_by_model: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def known_credits(self) -> float:
+        return sum(self.credits_by_model.values())
+
+
+def batch_id_for(path: Path) -> str:
+    """Stable per file location, so `kie batch run FILE` twice is one batch."""
+    return "b-" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:10]
+
+
+def _matrix(rows: Sequence[Row], models: Sequence[str]) -> list[Row]:
+    out = []
+    for row in rows:
+        for model in models:
+            out.append(Row(row.line, model, dict(row.input), f"{row.key}@{model}", row.output, row.then))
+    return out
+
+
+def plan_batch(
+    path: Path,
+    *,
+    default_model: str | None = None,
+    matrix_models: Sequence[str] = (),
+    overrides: Mapping[str, PriceRule] | None = None,
+    allow_unknown_price: bool = False,
+) -> Plan:
+    parsed = read_batch(path, default_model=default_model)
+    plan = Plan(errors=list(parsed.errors))
+    rows = _matrix(parsed.rows, matrix_models) if matrix_models else parsed.rows
+    for row in rows:
+        try:
+            jobs = _row_jobs(row, overrides or {})
+        except KieError as exc:
+            plan.errors.append(RowError(row.line, str(exc)))
+            continue
+        unknown = [j for j in jobs if j.estimated_credits is None]
+        if unknown and not allow_unknown_price:
+            models = ", ".join(sorted({j.model for j in unknown}))
+            plan.errors.append(
+                RowError(
+                    row.line,
+                    f"has no known price ({models}); add a price in the config's [prices] table or pass "
+                    "--allow-unknown-price",
+                )
+            )
+            continue
+        if unknown:
+            plan.unknown_price_rows.append(row.line)
+        plan.jobs.extend(jobs)
+        for job in jobs:
+            plan.rows_by_model[job.model] = plan.rows_by_model.get(job.model, 0) + 1
+            plan.credits_by_model[job.model] = plan.credits_by_model.get(job.model, 0.0) + (
+                job.estimated_credits or 0.0
+            )
+    plan.errors.sort(key=lambda e: e.line)
+    return plan
+
+
+def _row_jobs(row: Row, overrides: Mapping[str, PriceRule]) -> list[NewJob]:
+    """The row's first job and one job per pipeline step; steps get their source URL at run time."""
+    checked = catalog.validate(row.model, row.input)
+    est = catalog.estimate(checked.model, checked.input, overrides=overrides)
+    jobs = [
+        NewJob(
+            checked.model.id,
+            checked.input,
+            row_key=row.key,
+            row_line=row.line,
+            output_name=row.output,
+            estimated_credits=est.credits_each,
+        )
+    ]
+    for index, step in enumerate(row.then, start=1):
+        if not isinstance(step, Mapping) or not isinstance(step.get("model"), str):
+            raise KieError(f"step {index} of `then` needs a `model`")
+        spec = catalog.get(step["model"])
+        source = step.get("from")
+        values: dict[str, Any] = {k: v for k, v in step.items() if k not in ("model", "from")}
+        target = source or next((n for n, f in spec.fields.items() if f.media == "image"), None)
+        if target is None or target not in spec.fields:
+            raise KieError(
+                f"step {index} ({spec.id}) has no input field for the previous result; name one with `from`"
+            )
+        placeholder = {**values, target: "https://placeholder.invalid/previous-result.png"}
+        step_checked = catalog.validate(spec, placeholder, allow_local_files=False)
+        step_est = catalog.estimate(spec, step_checked.input, overrides=overrides)
+        jobs.append(
+            NewJob(
+                spec.id,
+                {k: v for k, v in step_checked.input.items() if k != target},
+                row_key=row.key,
+                row_line=row.line,
+                step=index,
+                relation="pipeline-step",
+                output_name=row.output,
+                estimated_credits=step_est.credits_each,
+                pending_input={"_from": target},
+            )
+        )
+    return jobs

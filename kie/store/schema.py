@@ -1,0 +1,106 @@
+"""The ledger's tables. The migration in `migrations/versions/` creates exactly these.
+
+A job is one paid intent. Its row is written before the create request is sent, and every state change is
+a fenced compare-and-set (`WHERE state = :old AND claim_seq = :seq`), so two workers or a restarted
+worker can never both believe they own the send.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+batches = Table(
+    "kie_batches",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("source", Text, nullable=True),
+    Column("output_dir", Text, nullable=True),
+    Column("options", JSON, nullable=False, default=dict),
+    Column("paused_reason", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+)
+
+jobs = Table(
+    "kie_jobs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("batch_id", String(64), ForeignKey("kie_batches.id"), nullable=True),
+    Column("row_key", Text, nullable=True),
+    Column("row_line", Integer, nullable=True),
+    Column("step", Integer, nullable=False, default=0),
+    Column("parent_job_id", String(32), nullable=True),
+    Column("relation", String(16), nullable=True),
+    Column("model", Text, nullable=False),
+    Column("input", JSON, nullable=False),
+    Column("input_hash", String(64), nullable=False),
+    Column("pending_input", JSON, nullable=True),
+    Column("output_name", Text, nullable=True),
+    Column("prompt", Text, nullable=True),
+    Column("state", String(16), nullable=False),
+    Column("task_id", String(128), nullable=True, unique=True),
+    Column("callback_token", String(64), nullable=False, unique=True),
+    Column("claim_seq", Integer, nullable=False, default=0),
+    Column("lease_owner", Text, nullable=True),
+    Column("lease_until", Float, nullable=True),
+    Column("estimated_credits", Float, nullable=True),
+    Column("actual_credits", Float, nullable=True),
+    Column("cost_time", Float, nullable=True),
+    Column("result_urls", JSON, nullable=True),
+    Column("error_code", String(32), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("submitted_at", Float, nullable=True),
+    Column("completed_at", Float, nullable=True),
+    Column("downloaded_at", Float, nullable=True),
+    UniqueConstraint("batch_id", "row_key", "step", name="uq_kie_jobs_row"),
+    Index("ix_kie_jobs_batch_state", "batch_id", "state"),
+    Index("ix_kie_jobs_state", "state"),
+)
+
+events = Table(
+    "kie_job_events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("job_id", String(32), ForeignKey("kie_jobs.id"), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("from_state", String(16), nullable=True),
+    Column("to_state", String(16), nullable=False),
+    Column("detail", JSON, nullable=True),
+    Index("ix_kie_job_events_job", "job_id"),
+)
+
+files = Table(
+    "kie_files",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("job_id", String(32), ForeignKey("kie_jobs.id"), nullable=False),
+    Column("idx", Integer, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("content_type", Text, nullable=True),
+    UniqueConstraint("job_id", "idx", name="uq_kie_files_job_idx"),
+)
+
+limiters = Table(
+    "kie_limiters",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("next_at", Float, nullable=False),
+)

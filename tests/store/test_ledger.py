@@ -1,0 +1,100 @@
+"""The ledger's guarantees, on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from kie.store import PENDING, RUNNING, SUBMITTING, UNKNOWN, Ledger, NewJob
+
+
+def job(row: str, prompt: str = "p", credits: float = 5.0) -> NewJob:
+    return NewJob("nano-banana-pro", {"prompt": prompt}, row_key=row, row_line=1, estimated_credits=credits)
+
+
+@pytest.fixture
+def ledger(store_url: str) -> Ledger:
+    ledger = Ledger(store_url)
+    ledger.ensure_batch("b", source="file.jsonl", output_dir="out", options={"max_credits": 10})
+    return ledger
+
+
+def test_rows_are_inserted_once_per_key(ledger: Ledger) -> None:
+    first = ledger.add_jobs("b", [job("r1"), job("r2")])
+    again = ledger.add_jobs("b", [job("r1", prompt="changed"), job("r3")])
+    assert again[0] == first[0] and again[1] not in first
+    assert ledger.counts("b") == {PENDING: 3}
+
+
+def test_migrations_are_idempotent(store_url: str) -> None:
+    Ledger(store_url).add_jobs(None, [job("x")])
+    assert Ledger(store_url).counts() == {PENDING: 1}
+
+
+def test_claim_is_a_compare_and_set(ledger: Ledger, store_url: str) -> None:
+    (job_id,) = ledger.add_jobs("b", [job("r1")])
+    other = Ledger(store_url)  # a second worker on the same store
+    claimed = ledger.claim_for_submit(job_id, 60)
+    assert claimed is not None and claimed["state"] == SUBMITTING
+    assert other.claim_for_submit(job_id, 60) is None  # never two senders
+    assert not other.mark_running({**claimed, "claim_seq": claimed["claim_seq"] - 1}, "t-stale")  # type: ignore[arg-type]
+    assert ledger.mark_running(claimed, "t1")
+    row = ledger.job(job_id)
+    assert row is not None and row["state"] == RUNNING and row["task_id"] == "t1"
+    history = [(e["from_state"], e["to_state"]) for e in ledger.events_of(job_id)]
+    assert history == [(None, PENDING), (PENDING, SUBMITTING), (SUBMITTING, RUNNING)]
+
+
+def test_definitive_refusal_releases_and_crash_makes_unknown(ledger: Ledger) -> None:
+    a, b = ledger.add_jobs("b", [job("a"), job("b")])
+    claimed_a = ledger.claim_for_submit(a, 60)
+    assert claimed_a is not None and ledger.release(claimed_a, "429")
+    assert ledger.job(a)["state"] == PENDING  # type: ignore[index]
+    ledger.claim_for_submit(b, lease_seconds=-1)  # a lease that already ran out: the worker died
+    assert ledger.expire_leases("b") == 1
+    assert ledger.job(b)["state"] == UNKNOWN  # type: ignore[index]
+
+
+def test_a_dead_local_worker_is_detected_before_its_lease_ends(ledger: Ledger, store_url: str) -> None:
+    (job_id,) = ledger.add_jobs("b", [job("r")])
+    code = (
+        "import sys; from kie.store import Ledger; "
+        f"l = Ledger({store_url!r}); l.claim_for_submit({job_id!r}, 3600); sys.exit(0)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env=os.environ.copy())
+    assert ledger.job(job_id)["state"] == SUBMITTING  # type: ignore[index]
+    assert ledger.expire_leases("b") == 1 and ledger.job(job_id)["state"] == UNKNOWN  # type: ignore[index]
+
+
+def test_spend_counts_finished_and_in_flight(ledger: Ledger) -> None:
+    a, b, _c = ledger.add_jobs("b", [job("a", credits=4), job("b", credits=6), job("c", credits=100)])
+    claimed = ledger.claim_for_submit(a, 60)
+    assert claimed is not None and ledger.mark_running(claimed, "ta")
+    ledger.transition(a, RUNNING, "succeeded", actual_credits=3.5)
+    ledger.claim_for_submit(b, 60)
+    assert ledger.spend("b") == (3.5, 6.0)
+
+
+def test_shared_limiter_paces_across_workers(ledger: Ledger, store_url: str) -> None:
+    other = Ledger(store_url)
+    waits = [
+        ledger.reserve_slot("acct", 0.5),
+        other.reserve_slot("acct", 0.5),
+        ledger.reserve_slot("acct", 0.5),
+    ]
+    assert waits[0] == 0.0
+    assert waits[1] == pytest.approx(0.5, abs=0.05) and waits[2] == pytest.approx(1.0, abs=0.05)
+    time.sleep(0.01)
+
+
+def test_find_by_prefix_or_task_id(ledger: Ledger) -> None:
+    (job_id,) = ledger.add_jobs("b", [job("r")])
+    claimed = ledger.claim_for_submit(job_id, 60)
+    assert claimed is not None and ledger.mark_running(claimed, "task-xyz")
+    assert ledger.find(job_id[:8])["id"] == job_id  # type: ignore[index]
+    assert ledger.find("task-xyz")["id"] == job_id  # type: ignore[index]
+    assert ledger.find("nope") is None
