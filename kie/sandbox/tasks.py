@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from kie import catalog
@@ -55,7 +55,7 @@ async def gate(
 async def json_body(request: Request) -> dict[str, Any] | None:
     try:
         body = await request.json()
-    except ValueError:
+    except (ValueError, ClientDisconnect):  # a client killed mid-request sends no usable body
         return None
     return body if isinstance(body, dict) else None
 
