@@ -17,7 +17,7 @@ KIE = str(Path(sys.executable).parent / "kie")
 class SandboxProcess:
     def __init__(self, *args: str, key: str = "bench") -> None:
         self.key = key
-        command = [KIE, "sandbox", "--port", "0", "--api-key", key, *args]
+        command = [KIE, "sandbox", "--port", "0", "--api-key", key, "--max-image-side", "64", *args]
         env = {k: v for k, v in os.environ.items() if not k.startswith("KIE_")}
         self.proc = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env

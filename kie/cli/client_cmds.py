@@ -290,6 +290,9 @@ def sandbox_cmd(
     max_running: Annotated[
         int, typer.Option("--max-running", min=1, help="Concurrently running tasks.")
     ] = 100,
+    max_image_side: Annotated[
+        int | None, typer.Option("--max-image-side", min=16, help="Cap result image size (faster).")
+    ] = None,
 ) -> None:
     """Run a local Kie.ai: same paths, shapes and quirks, no account, no credits."""
     from kie.sandbox.server import sample_key, serve_forever
@@ -307,6 +310,7 @@ def sandbox_cmd(
         rate_limit=_limit("--rate-limit", rate_limit),
         status_rate_limit=_limit("--status-rate-limit", status_rate_limit),
         max_running=max_running,
+        max_image_side=max_image_side,
     )
     try:
         server = SandboxServer(config, host=host, port=port)

@@ -41,6 +41,7 @@ from kie.errors import (
 )
 from kie.protocol import flows
 from kie.protocol.files import SavedFile, safe_stem
+from kie.protocol.polling import Pacer
 from kie.protocol.task import TaskState, TaskStatus
 from kie.store import (
     DONE,
@@ -103,6 +104,11 @@ class BatchRunner:
         self._slots = asyncio.Semaphore(options.concurrency)
         self._stopping = asyncio.Event()
         self.manifest_path = options.output_dir / "manifest.jsonl"
+        # The ledger's slots share the account pace between processes; this pacer enforces the spacing
+        # at the moment of sending, where event-loop jitter would otherwise bunch two creates together.
+        self.pace = options.create_interval * 1.06
+        if client.config.create_pacer is None and self.pace > 0:
+            client.config.create_pacer = Pacer(self.pace)
 
     # -- control ----------------------------------------------------------------------------------
     def stop_submitting(self, reason: str = "interrupted") -> None:
@@ -172,7 +178,7 @@ class BatchRunner:
             if job is None or job["state"] != PENDING:
                 self._slots.release()
                 continue
-            wait = self.ledger.reserve_slot(self.options.limiter_name, self.options.create_interval)
+            wait = self.ledger.reserve_slot(self.options.limiter_name, self.pace)
             if wait > 0:
                 await asyncio.sleep(wait)
             self._spawn(self._submit(job))
@@ -322,10 +328,11 @@ class BatchRunner:
 
     def _release_children(self, parent: RowMapping) -> None:
         """Feed the first result of a finished step into the next step's input and queue it."""
+        children = self.ledger.children_of(parent["id"], states=[PENDING])
+        if not children:
+            return
         files = self.ledger.files_of(parent["id"])
-        for child in self.ledger.jobs(batch_id=self.batch_id, states=[PENDING]):
-            if child["parent_job_id"] != parent["id"]:
-                continue
+        for child in children:
             spec = catalog.get(child["model"])
             source = (child["pending_input"] or {}).get("_from") or _first_media_field(spec)
             values = {k: v for k, v in dict(child["input"]).items() if k != "_from"}

@@ -48,6 +48,7 @@ async def gate(
     if answer is not None:
         return answer
     if rate_limited and not state.allow_create(key_id):
+        state.count(f"{endpoint}:429", key_id)
         return envelope(state, 429, RATE_LIMITED)
     return Admitted(key_id, fault)
 

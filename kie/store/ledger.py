@@ -234,6 +234,11 @@ class Ledger:
         with self.engine.connect() as c:
             return list(c.execute(query).mappings().all())
 
+    def children_of(self, job_id: str, *, states: Iterable[str]) -> list[RowMapping]:
+        query = select(jobs).where(jobs.c.parent_job_id == job_id, jobs.c.state.in_(list(states)))
+        with self.engine.connect() as c:
+            return list(c.execute(query).mappings().all())
+
     def counts(self, batch_id: str | None = None) -> dict[str, int]:
         query = select(jobs.c.state, func.count()).group_by(jobs.c.state)
         if batch_id is not None:

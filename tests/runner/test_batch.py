@@ -1,4 +1,4 @@
-"""The batch engine against the sandbox, on SQLite and PostgreSQL: resume, 402, budget, unknowns, pipelines."""
+"""The batch engine on SQLite and PostgreSQL: resume, 402, budget, unknowns, pipelines."""
 
 from __future__ import annotations
 
