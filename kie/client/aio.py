@@ -42,7 +42,7 @@ from kie.protocol.files import SavedFile
 from kie.protocol.flows import Fetch, FetchFailed, Flow, Send, Sleep, StatusHook
 from kie.protocol.polling import Pacer, PollPolicy
 from kie.protocol.retry import RetryPolicy, final_error
-from kie.protocol.task import TaskStatus
+from kie.protocol.task import TaskState, TaskStatus
 
 STATUS_READS_PER_SECOND = 8.0  # under Kie's documented 10/s per key
 
@@ -239,6 +239,8 @@ class AsyncKie:
             model, input, callback_url=callback_url, allow_unknown=allow_unknown, **fields
         )
         status = sub.status or await self.wait(sub.task_id, sub.model, deadline=deadline, on_status=on_status)
+        if status.state is TaskState.FAILED:
+            raise flows.task_failed(status)
         results = await self.download(status, output_dir, name=name)
         return Generation(sub.task_id, sub.model, status, tuple(results), sub.estimate)
 

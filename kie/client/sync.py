@@ -35,7 +35,7 @@ from kie.protocol.files import SavedFile
 from kie.protocol.flows import Fetch, FetchFailed, Flow, Send, Sleep, StatusHook
 from kie.protocol.polling import PollPolicy
 from kie.protocol.retry import RetryPolicy, final_error
-from kie.protocol.task import TaskStatus
+from kie.protocol.task import TaskState, TaskStatus
 
 
 class Kie:
@@ -232,6 +232,8 @@ class Kie:
         if on_submit is not None:
             on_submit(sub)
         status = sub.status or self.wait(sub.task_id, sub.model, deadline=deadline, on_status=on_status)
+        if status.state is TaskState.FAILED:
+            raise flows.task_failed(status)
         results = self.download(status, output_dir, name=name)
         return Generation(sub.task_id, sub.model, status, tuple(results), sub.estimate)
 

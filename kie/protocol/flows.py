@@ -34,7 +34,7 @@ from kie.protocol.common import (
     unique_name,
 )
 from kie.protocol.envelope import ApiRequest, Envelope, require_ok
-from kie.protocol.families import family_for
+from kie.protocol.families import Created, family_for
 from kie.protocol.files import FileSink, SavedFile
 from kie.protocol.polling import PollClock, PollPolicy, next_delay
 from kie.protocol.task import TaskState, TaskStatus
@@ -86,7 +86,15 @@ def submit(spec: ModelSpec, values: Mapping[str, Any], callback_url: str | None)
     A garbled success answer may hide a created task, so it is reported as unknown, never resent."""
     family = family_for(spec)
     request = family.create_request(spec, values, callback_url)
-    env: Envelope = yield Send(request, model=spec.id)
+    # A family may read some non-200 create answers as results (Veo's 4K "processing" / "already
+    # generated" 422s); every other code is raised as its typed error.
+    create_answer = getattr(family, "create_answer", None)
+    answers = frozenset({422}) if create_answer is not None else frozenset()
+    env: Envelope = yield Send(request, answers=answers, model=spec.id)
+    if not env.ok and create_answer is not None:
+        created: Created | None = create_answer(spec, env)
+        if created is not None:
+            return created
     data = require_ok(env)
     try:
         return family.parse_created(spec, data)
