@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
 
-from kie.catalog.spec import Alias, ModelSpec, Preset, UseCase
+from kie.catalog.spec import Alias, FollowUp, ModelSpec, Preset, UseCase
 
 
 class CatalogDataError(RuntimeError):
@@ -28,6 +28,7 @@ class CatalogData:
     presets: dict[str, Preset]
     use_cases: dict[str, UseCase]
     escalation: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    followups: dict[str, dict[str, FollowUp]] = field(default_factory=dict)
 
 
 def _read_json(name: str) -> Any:
@@ -68,6 +69,10 @@ def _check_refs(data: CatalogData) -> None:
         for target in preset.models:
             if target not in known:
                 raise CatalogDataError(f"presets.json: {name!r} names unknown model {target!r}")
+    for op, by_family in data.followups.items():
+        for family, rule in by_family.items():
+            if rule.model not in known:
+                raise CatalogDataError(f"followups.json: {op}/{family} names unknown model {rule.model!r}")
     for kind, ladder in data.escalation.items():
         for target in ladder:
             if target not in known:
@@ -84,6 +89,11 @@ def load() -> CatalogData:
             presets={k: Preset.model_validate(v) for k, v in _read_json("presets.json").items()},
             use_cases={k: UseCase.model_validate(v) for k, v in usecases_raw["use_cases"].items()},
             escalation={k: tuple(v) for k, v in usecases_raw.get("escalation", {}).items()},
+            followups={
+                op: {family: FollowUp.model_validate(rule) for family, rule in by_family.items()}
+                for op, by_family in _read_json("followups.json").items()
+                if not op.startswith("_")
+            },
         )
     except PydanticValidationError as exc:
         raise CatalogDataError(f"catalogue data is invalid:\n{exc}") from exc

@@ -186,3 +186,12 @@ class UseCase(_Strict):
     require_languages: tuple[str, ...] = ()
     capabilities: tuple[str, ...] = ()
     reason: str
+
+
+class FollowUp(_Strict):
+    """An operation on a finished task (upscale, vary, extend, …): the model that performs it, and which
+    of its fields carry the original task id and the chosen output index."""
+
+    model: str
+    task_field: str
+    index_field: str | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from rich.live import Live
 from rich.text import Text
 
 from kie import catalog
+from kie.catalog.spec import ModelSpec
 from kie.cli._common import (
     console,
     err_console,
@@ -25,13 +27,16 @@ from kie.cli._common import (
     read_json_file,
 )
 from kie.client import Kie
-from kie.client._base import prepare
+from kie.client._base import callback_for, prepare
 from kie.config import Settings, load_settings
-from kie.errors import KieError, TaskFailedError
+from kie.errors import KieError, SubmissionUnknownError, TaskFailedError
+from kie.protocol import flows
 from kie.protocol.polling import PollPolicy
-from kie.protocol.task import TaskStatus
+from kie.protocol.task import TaskState, TaskStatus
 from kie.sandbox.server import SandboxServer
 from kie.sandbox.state import SandboxConfig
+from kie.store import DONE, FAILED, REJECTED, RUNNING, SUBMITTING, SUCCEEDED, UNKNOWN, Ledger, NewJob
+from kie.store.ledger import default_store_url
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 SANDBOX_TIME_SCALE = 0.1
@@ -113,13 +118,22 @@ def generate(
     json_: JsonOpt = False,
 ) -> None:
     """Validate, price, submit, wait and download: prompt to file on disk."""
-    values = _inputs(prompt, inputs, input_json)
+    run_generation(
+        model, _inputs(prompt, inputs, input_json), output, no_wait=no_wait, sandbox=sandbox, json_=json_
+    )
+
+
+def run_generation(
+    model: str, values: dict[str, Any], output: Path, *, no_wait: bool, sandbox: bool, json_: bool
+) -> None:
+    """One generation, recorded in the ledger like a batch job: intent before the create, task id right
+    after, files and hashes when saved. The sandbox gets a throwaway ledger of its own."""
     try:
         prep = prepare(model, values, {}, settings=load_settings())
     except KieError as exc:
         fail(str(exc))
     est = prep.estimate
-    with connect(sandbox, quiet=json_) as conn:
+    with connect(sandbox, quiet=json_) as conn, _ledger_for(conn) as ledger:
         if not json_:
             price = (
                 f"{fmt_credits(est.credits)} credits ≈ {fmt_usd(est.usd(conn.settings.usd_per_credit))}"
@@ -127,38 +141,84 @@ def generate(
                 else f"price unknown ({est.basis})"
             )
             console.print(f"[bold]{prep.model.id}[/] · {price}")
+            if prep.model.endpoint.requires_callback and not conn.settings.callback_url:
+                err_console.print(
+                    f"{prep.model.id} requires a callback URL: kie sends a placeholder and polls, so "
+                    "callbacks will not reach you (set KIE_CALLBACK_URL to receive them)."
+                )
+        client = conn.client
         try:
-            sub = conn.client.submit(prep.model, prep.input)
+            values = client.run(
+                flows.upload_inputs(prep.model, prep.input, upload_path=client.config.upload_path)
+            )
         except KieError as exc:
+            fail(str(exc), code=1)
+        (job_id,) = ledger.add_jobs(None, [NewJob(prep.model.id, values, estimated_credits=est.credits_each)])
+        claimed = ledger.claim_for_submit(job_id, client.config.settings.timeouts.read + 30)
+        assert claimed is not None
+        try:
+            created = client.run(flows.submit(prep.model, values, callback_for(client.config, prep.model)))
+        except SubmissionUnknownError as exc:
+            ledger.transition(job_id, SUBMITTING, UNKNOWN, {"error": str(exc)}, error_message=str(exc))
+            fail(str(exc), code=1)
+        except KieError as exc:
+            ledger.transition(job_id, SUBMITTING, REJECTED, {"error": str(exc)}, error_message=str(exc))
             fail(str(exc))
+        ledger.mark_running(claimed, created.task_id)
         if no_wait:
             if conn.sandbox is not None and not json_:
                 err_console.print(
                     "[yellow]The sandbox stops with this command, so this task ends here too.[/]"
                 )
-            _emit_submitted(sub.task_id, sub.model, json_)
+            _emit_submitted(created.task_id, prep.model.id, json_)
             return
-        line = StatusLine(sub.model, sub.task_id)
+        line = StatusLine(prep.model.id, created.task_id)
         try:
             live = contextlib.nullcontext() if json_ else Live(line, console=err_console, transient=True)
             with live:
-                status = conn.client.wait(sub.task_id, prep.model, on_status=line.update)
-            results = conn.client.download(status, output)
+                status = created.status or client.wait(created.task_id, prep.model, on_status=line.update)
+            if status.state is TaskState.FAILED:
+                raise flows.task_failed(status)
+            ledger.transition(
+                job_id,
+                RUNNING,
+                SUCCEEDED,
+                result_urls=list(status.result_urls),
+                cost_time=status.cost_time,
+                actual_credits=status.credits_consumed,
+            )
+            results = client.download(status, output)
         except KeyboardInterrupt:
             err_console.print(
-                f"Stopped waiting. Task {sub.task_id} keeps running on Kie and is not lost; fetch it later "
-                f"with: kie task get {sub.task_id} --model {sub.model} -o {output}"
+                f"Stopped waiting. Task {created.task_id} keeps running on Kie and is not lost; fetch it "
+                f"later with: kie task get {created.task_id} --model {prep.model.id} -o {output}"
             )
             raise typer.Exit(130) from None
         except TaskFailedError as exc:
+            ledger.transition(job_id, RUNNING, FAILED, error_code=exc.fail_code, error_message=exc.fail_msg)
             fail(str(exc), code=1)
         except KieError as exc:
             fail(str(exc), code=1)
+        ledger.record_files(
+            job_id,
+            [
+                {
+                    "url": r.url,
+                    "path": str(r.path),
+                    "size": r.size,
+                    "sha256": r.sha256,
+                    "content_type": r.content_type,
+                }
+                for r in results
+            ],
+        )
+        ledger.transition(job_id, SUCCEEDED, DONE, downloaded_at=time.time())
     if json_:
         print_json(
             {
-                "task_id": sub.task_id,
-                "model": sub.model,
+                "job": job_id,
+                "task_id": created.task_id,
+                "model": prep.model.id,
                 "state": status.state.value,
                 "credits": status.credits_consumed if status.credits_consumed is not None else est.credits,
                 "files": [
@@ -174,6 +234,20 @@ def generate(
         console.print(f"  {result.path}  ({result.size:,} bytes, sha256 {result.sha256[:12]}…)")
 
 
+@contextlib.contextmanager
+def _ledger_for(conn: Connection) -> Iterator[Ledger]:
+    if conn.sandbox is None:
+        settings = conn.settings
+        ledger = Ledger(settings.store_url or default_store_url(settings.home))
+        yield ledger
+        ledger.close()
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        ledger = Ledger(f"sqlite:///{Path(tmp) / 'sandbox-ledger.db'}")
+        yield ledger
+        ledger.close()
+
+
 def _emit_submitted(task_id: str, model: str, json_: bool) -> None:
     if json_:
         print_json({"task_id": task_id, "model": model, "state": "submitted"})
@@ -184,30 +258,40 @@ def _emit_submitted(task_id: str, model: str, json_: bool) -> None:
 task_app = typer.Typer(help="Work with one task by id.", no_args_is_help=True)
 
 
+def _model_of(task_id: str, model: str | None, settings: Settings) -> ModelSpec | None:
+    """The task's model: as given, else as the ledger recorded it (Market when neither knows)."""
+    try:
+        if model:
+            return catalog.get(model)
+        with contextlib.closing(Ledger(settings.store_url or default_store_url(settings.home))) as ledger:
+            job = ledger.find(task_id)
+        return catalog.get(job["model"]) if job is not None else None
+    except KieError as exc:
+        fail(str(exc))
+
+
 @task_app.command("get")
 def task_get(
     task_id: Annotated[str, typer.Argument(help="The Kie task id.")],
     model: Annotated[
-        str | None, typer.Option("--model", help="Model of the task (needed for non-Market families).")
+        str | None,
+        typer.Option("--model", help="Model of the task (found in the ledger when kie created it)."),
     ] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for results.")] = Path("kie-output"),
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait if it is still running.")] = True,
     json_: JsonOpt = False,
 ) -> None:
     """Fetch a task's status and download its results, whatever created it."""
-    try:
-        spec = catalog.get(model) if model else None
-    except KieError as exc:
-        fail(str(exc))
     settings = load_settings()
     if not settings.api_key:
         fail("kie task get needs KIE_API_KEY: a task id belongs to a Kie.ai account.")
+    spec = _model_of(task_id, model, settings)
     with Kie(settings=settings) as client:
         try:
             status = client.get(task_id, spec)
             if not status.done and wait:
                 status = client.wait(task_id, spec, poll_now=True)
-            results = client.download(status, output) if status.state.value == "succeeded" else []
+            results = client.download(status, output) if status.state is TaskState.SUCCEEDED else []
         except KieError as exc:
             fail(str(exc), code=1)
     if json_:
@@ -222,11 +306,82 @@ def task_get(
             }
         )
         return
-    console.print(f"task {status.task_id} ({status.model or 'model unknown'}): {status.state.value}")
+    console.print(
+        f"task {status.task_id} ({status.model or (spec.id if spec else 'model unknown')}): "
+        f"{status.state.value}"
+    )
     if status.fail_msg:
         console.print(f"  failed: {status.fail_msg} (failCode {status.fail_code})")
     for result in results:
         console.print(f"  saved {result.path}")
+
+
+def _follow_up(
+    operation: str,
+    task_id: str,
+    model: str | None,
+    index: int | None,
+    prompt: str | None,
+    pairs: list[str] | None,
+    output: Path,
+    sandbox: bool,
+    json_: bool,
+) -> None:
+    """Run `operation` on a finished task through the catalogue model that performs it."""
+    spec = _model_of(task_id, model, load_settings())
+    rules = catalog.load().followups.get(operation, {})
+    if spec is None:
+        fail(
+            f"Which model made task {task_id}? Pass --model (one of the families that support "
+            f"{operation}: {', '.join(sorted(rules))})."
+        )
+    rule = rules.get(spec.family)
+    if rule is None:
+        fail(f"{spec.id} has no {operation}; {operation} exists for {', '.join(sorted(rules))} tasks.")
+    values = parse_pairs(pairs)
+    values[rule.task_field] = task_id
+    if index is not None:
+        if rule.index_field is None:
+            fail(f"{rule.model} takes no --index.")
+        values[rule.index_field] = index
+    if prompt is not None:
+        values["prompt"] = prompt
+    run_generation(rule.model, values, output, no_wait=False, sandbox=sandbox, json_=json_)
+
+
+def _register_follow_ups() -> None:
+    for operation, helptext in (
+        ("upscale", "Upscale one image of a finished task (Midjourney, Grok Imagine)."),
+        ("vary", "Make variations of one image of a finished Midjourney task."),
+        ("extend", "Extend a finished video (Veo, Runway, Grok Imagine)."),
+        ("1080p", "Fetch the 1080p version of a finished Veo video."),
+        ("4k", "Upgrade a finished Veo video to 4K."),
+    ):
+
+        def command(
+            task_id: Annotated[str, typer.Argument(help="The finished task's id.")],
+            index: Annotated[
+                int | None, typer.Option("--index", help="Which output (as the model counts).")
+            ] = None,
+            prompt: Annotated[str | None, typer.Option("--prompt", "-p", help="Prompt, for extend.")] = None,
+            inputs: Annotated[
+                list[str] | None, typer.Option("-i", "--input", help="key=value, repeatable.")
+            ] = None,
+            model: Annotated[str | None, typer.Option("--model", help="Model of the original task.")] = None,
+            output: Annotated[Path, typer.Option("-o", "--output", help="Folder for results.")] = Path(
+                "kie-output"
+            ),
+            sandbox: Annotated[bool, typer.Option("--sandbox", help="Use the built-in sandbox.")] = False,
+            json_: JsonOpt = False,
+            _operation: str = operation,
+        ) -> None:
+            _follow_up(_operation, task_id, model, index, prompt, inputs, output, sandbox, json_)
+
+        command.__doc__ = helptext
+        task_app.command(operation)(command)
+
+
+_register_follow_ups()
 
 
 def upload(

@@ -281,7 +281,7 @@ def render(
     if fmt == "wav":
         return render_wav(seed, min(duration_of(values, 3.0), 10.0)), CONTENT_TYPES["wav"]
     if media == "audio" or fmt == "mp3":
-        return render_mp3(label, min(duration_of(values, 8.0), 240.0)), CONTENT_TYPES["mp3"]
+        return render_mp3(f"{label} #{index + 1}", min(duration_of(values, 8.0), 240.0)), CONTENT_TYPES["mp3"]
     text = (
         json.dumps({"model": model, "input": dict(values), "index": index}, default=str)
         if fmt == "json"
