@@ -87,6 +87,9 @@ class AsyncKie:
         )
         scale = self.config.poll.scale
         self._status_pacer = Pacer(scale / status_reads_per_second if status_reads_per_second > 0 else 0.0)
+        # At most as many requests in the pool as it has connections: httpcore rescans its whole wait
+        # queue on every release, which turns thousands of waiting coroutines into quadratic CPU.
+        self._admission = asyncio.Semaphore(max_connections)
         self.requests_sent = 0
 
     async def __aenter__(self) -> AsyncKie:
@@ -135,7 +138,8 @@ class AsyncKie:
             async for attempt in tenacity.AsyncRetrying(**retrying_args(self.config, request.kind)):
                 with attempt:
                     self.requests_sent += 1
-                    response = await self._http.request(**httpx_args(self.config, request))
+                    async with self._admission:
+                        response = await self._http.request(**httpx_args(self.config, request))
                     return check(effect, read_envelope(response))
         except Exception as exc:
             final = final_error(request.kind, exc, label=request.name, model=effect.model)
@@ -147,7 +151,8 @@ class AsyncKie:
     async def _fetch(self, effect: Fetch) -> SavedFile:
         async for attempt in tenacity.AsyncRetrying(**retrying_args(self.config, "download")):
             with attempt:
-                return await self._fetch_once(effect)
+                async with self._admission:
+                    return await self._fetch_once(effect)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _fetch_once(self, effect: Fetch) -> SavedFile:
