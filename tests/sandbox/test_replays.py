@@ -15,7 +15,7 @@ from kie.client._base import sync_transport
 from kie.sandbox.server import SandboxServer
 
 APPENDIX_C = json.loads((Path(__file__).parents[1] / "catalog" / "appendix_c.json").read_text())["requests"]
-# Tasks these requests refer to (grok extend/upscale take a grok task id): any 32-hex id is accepted at create.
+# grok extend/upscale refer to a grok task id; like Kie, the sandbox accepts any id at create.
 
 
 def api(sandbox: SandboxServer, headers: dict[str, str] | None = None) -> httpx.Client:
@@ -160,7 +160,7 @@ def test_seed_product_examples_work(sandbox: SandboxServer, path: str, body: dic
 
 
 def test_seed_mistakes_fail_as_kie_would(sandbox: SandboxServer) -> None:
-    """Seed 002 authenticates with X-API-KEY and seed 001 posts to /api/v1/seedream/generate: neither works."""
+    """Seed 002 authenticates with X-API-KEY; seed 001 posts to /api/v1/seedream/generate. Neither works."""
     with api(sandbox, headers={"X-API-KEY": sandbox.api_key}) as http:
         wrong_header = http.post("/api/v1/gpt4o-image/generate", json={"prompt": "sunset over mountains"})
     assert wrong_header.json()["code"] == 401
