@@ -17,7 +17,8 @@
     ├── TimeoutError               a deadline passed; the task may still be running on Kie
     ├── TransportError             the network failed on a request that is safe to report
     ├── SubmissionUnknownError     a create call may or may not have reached Kie: never resent
-    └── DownloadError              a finished result could not be saved to disk
+    ├── DownloadError              a finished result could not be saved to disk
+    └── WebhookError               a callback failed verification (kie.webhooks; `reason` says why)
 
 Why a tree: callers decide on the branch, not the leaf. `APIStatusError` means "Kie said no";
 `SubmissionUnknownError` is deliberately *not* under it, because Kie said nothing and a retry could pay

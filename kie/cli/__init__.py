@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from kie.cli import pricing
+from kie.cli import batch_cmds, client_cmds, pricing, webhook_cmds
 from kie.cli._common import err_console
 from kie.cli.models import models_app
 from kie.errors import KieError
@@ -22,18 +22,12 @@ app = typer.Typer(
 app.add_typer(models_app, name="models")
 app.command("cost")(pricing.cost)
 app.command("recommend")(pricing.recommend)
-
-
-def _register_optional() -> None:
-    """Commands from later layers register themselves here, so this module stays a table of contents."""
-    from kie.cli import batch_cmds, client_cmds
-
-    client_cmds.register(app)
-    batch_cmds.register(app)
+client_cmds.register(app)
+batch_cmds.register(app)
+webhook_cmds.register(app)
 
 
 def main() -> None:
-    _register_optional()
     try:
         app()
     except KieError as exc:

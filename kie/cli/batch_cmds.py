@@ -29,6 +29,9 @@ from kie.sandbox.state import SandboxConfig
 from kie.store import ABANDONED, FAILED, PENDING, STATES, UNKNOWN, Ledger, default_store_url
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Emit JSON (events, one per line, while running).")]
+PublicUrlOpt = Annotated[
+    str | None, typer.Option("--public-url", help="URL of your `kie serve` receiver: per-job callbacks.")
+]
 StoreOpt = Annotated[str | None, typer.Option("--store", help="Ledger URL (default: SQLite in KIE_HOME).")]
 
 batch_app = typer.Typer(
@@ -226,6 +229,7 @@ def batch_run(
         bool, typer.Option("--allow-unknown-price", help="Submit rows with no known price.")
     ] = False,
     sandbox: Annotated[bool, typer.Option("--sandbox", help="Run against the built-in sandbox.")] = False,
+    public_url: PublicUrlOpt = None,
     store: StoreOpt = None,
     json_: JsonOpt = False,
 ) -> None:
@@ -279,6 +283,7 @@ def batch_run(
         create_interval=_rate(rate),
         allow_unknown_price=allow_unknown_price,
         callback_url=settings.callback_url,
+        webhook_base=public_url,
         deadline=settings.timeouts.task_deadline,
     )
     ledger.ensure_batch(

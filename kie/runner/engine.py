@@ -54,6 +54,7 @@ from kie.store import (
     UNKNOWN,
     Ledger,
 )
+from kie.webhooks.receiver import callback_url
 
 EventHook = Callable[[str, Mapping[str, Any]], None]
 
@@ -67,6 +68,7 @@ class RunOptions:
     allow_unknown_price: bool = False
     deadline: float = 30 * 60.0
     callback_url: str | None = None
+    webhook_base: str | None = None  # public URL of a `kie serve` receiver: each job gets its own token URL
     limiter_name: str = "creates"
     lease_seconds: float = 90.0
 
@@ -203,7 +205,11 @@ class BatchRunner:
             self._slots.release()
             return
         self._emit("submitting", claimed)
-        callback = self.options.callback_url or callback_for(self.client.config, spec)
+        callback: str | None
+        if self.options.webhook_base:
+            callback = callback_url(self.options.webhook_base, claimed["callback_token"])
+        else:
+            callback = self.options.callback_url or callback_for(self.client.config, spec)
         try:
             created = await self.client.run(flows.submit(spec, values, callback))
         except SubmissionUnknownError as exc:
@@ -265,7 +271,7 @@ class BatchRunner:
                 if finished is None:
                     return
                 status = finished
-                self.ledger.transition(
+                moved = self.ledger.transition(
                     job["id"],
                     RUNNING,
                     SUCCEEDED,
@@ -275,6 +281,8 @@ class BatchRunner:
                     completed_at=time.time(),
                     actual_credits=status.credits_consumed,
                 )
+                if not moved:
+                    return  # a callback receiver recorded it first and is saving the files
             await self._download(job, status)
         finally:
             self._slots.release()

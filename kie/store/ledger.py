@@ -208,6 +208,11 @@ class Ledger:
         with self.engine.connect() as c:
             return c.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
 
+    def job_by_token(self, token: str) -> RowMapping | None:
+        """The job whose callback URL carries `token` (unguessable, one per job)."""
+        with self.engine.connect() as c:
+            return c.execute(select(jobs).where(jobs.c.callback_token == token)).mappings().first()
+
     def find(self, prefix: str) -> RowMapping | None:
         """A job by id, id prefix or task id: what a user types."""
         with self.engine.connect() as c:
