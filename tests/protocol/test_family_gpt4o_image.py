@@ -18,9 +18,8 @@ from kie.protocol.families.gpt4o_image import (
     download_url_request,
     fresh_link,
 )
-from kie.protocol.families.legacy_image import epoch_ms
 from kie.protocol.flows import Send
-from kie.protocol.task import TaskState
+from kie.protocol.task import TaskState, epoch_ms
 
 family = Gpt4oImageFamily()
 SPEC = catalog.get("gpt-4o-image")

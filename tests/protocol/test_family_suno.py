@@ -12,8 +12,9 @@ from kie import catalog
 from kie.errors import TaskFailedError, ValidationError
 from kie.protocol.envelope import Envelope, parse_envelope
 from kie.protocol.families import family_named
-from kie.protocol.families.suno import SunoFamily, camel, parse_time
+from kie.protocol.families.suno import SunoFamily, camel
 from kie.protocol.task import TaskState
+from kie.protocol.task import epoch_ms as parse_time
 
 family = SunoFamily()
 PENDING, RUNNING, SUCCEEDED, FAILED = (

@@ -21,79 +21,62 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kie.protocol.families.successflag import (
-    FlaggedFamily,
+from kie.protocol.families.legacy import (
+    COMMON_FLAGS,
+    LegacyFamily,
+    callback_code,
+    callback_status,
     echoed_input,
-    error_text,
+    failure_of,
     flag_state,
+    record_status,
     task_id_of,
-    time_ms,
 )
-from kie.protocol.task import TaskState, TaskStatus, as_text, loads_maybe
+from kie.protocol.task import TaskState, TaskStatus, loads_maybe, text_at
 
-FLAGS = {0: TaskState.RUNNING, 1: TaskState.SUCCEEDED, 2: TaskState.FAILED, 3: TaskState.FAILED}
+FLAGS = COMMON_FLAGS
 VIDEO_KEYS = ("resultVideoUrl", "result_video_url")
 COVER_KEYS = ("resultImageUrl", "result_image_url")
 
 
-def first_url(source: Any, keys: tuple[str, ...]) -> str | None:
-    if not isinstance(source, Mapping):
-        return None
-    for key in keys:
-        value = source.get(key)
-        if isinstance(value, str) and value:
-            return value
-    return None
-
-
 def outputs(source: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
     """(result URLs, extra) from a record's `response` or a callback's `data`."""
-    video = first_url(source, VIDEO_KEYS)
-    cover = first_url(source, COVER_KEYS)
+    video = text_at(source, *VIDEO_KEYS)
+    cover = text_at(source, *COVER_KEYS)
     return ((video,) if video else ()), ({"cover_url": cover} if cover else {})
 
 
-class AlephFamily(FlaggedFamily):
+class AlephFamily(LegacyFamily):
     api = "aleph"
     status_path = "/api/v1/aleph/record-info"
 
-    def parse_record(self, data: Mapping[str, Any], task_id: str) -> TaskStatus:
-        state, raw_state = flag_state(data, FLAGS)
+    def parse_record(self, data: Any, task_id: str) -> TaskStatus:
+        record = self.record_of(data)
+        state, raw_state = flag_state(record, FLAGS)
         state = state or TaskState.PENDING
-        fail_code = error_text(data.get("errorCode")) or as_text(data.get("failCode"))
-        fail_msg = as_text(data.get("errorMessage")) or as_text(data.get("failMsg"))
+        fail_code, fail_msg = failure_of(record)
         if state is not TaskState.SUCCEEDED and (fail_code or fail_msg):
             state = TaskState.FAILED
-        failed = state is TaskState.FAILED
-        urls, extra = outputs(loads_maybe(data.get("response")))
-        return TaskStatus(
-            task_id=task_id_of(data) or task_id,
-            state=state,
+        urls, extra = outputs(loads_maybe(record.get("response")))
+        return record_status(
+            record,
+            task_id,
+            state,
+            raw_state,
+            urls=urls,
+            fail=(fail_code, fail_msg or "Generation failed"),
             model="runway/aleph",
-            raw_state=raw_state,
-            result_urls=urls if state is TaskState.SUCCEEDED else (),
-            fail_code=fail_code if failed else None,
-            fail_msg=(fail_msg or "Generation failed") if failed else None,
-            create_time=time_ms(data.get("createTime")),
-            complete_time=time_ms(data.get("completeTime")),
-            input=echoed_input(data.get("paramJson")),
+            input=echoed_input(record.get("paramJson")),
             extra=extra,
-            raw=data,
         )
 
     def parse_callback(self, body: Mapping[str, Any]) -> TaskStatus:
         data = body.get("data")
-        code = as_text(body.get("code")) or "200"
-        ok = code == "200"
         urls, extra = outputs(data)
-        return TaskStatus(
-            task_id=task_id_of(body, data),
-            state=TaskState.SUCCEEDED if ok else TaskState.FAILED,
+        return callback_status(
+            body,
+            task_id_of(body, data),
+            urls,
             model="runway/aleph",
-            raw_state=code,
-            result_urls=urls if ok else (),
-            fail_code=None if ok else code,
-            fail_msg=None if ok else (as_text(body.get("msg")) or "Generation failed"),
-            extra=extra if ok else {},
-            raw=dict(body),
+            extra=extra if callback_code(body) == "200" else {},
         )

@@ -25,8 +25,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from kie.protocol.families.legacy_image import LegacyImageFamily, pick
-from kie.protocol.task import TaskState, as_text, loads_maybe
+from kie.protocol.families.legacy import COMMON_FLAGS, LegacyImageFamily
+from kie.protocol.task import TaskState, mapping_of, text_at
 
 DEFAULT_MODEL = "flux-kontext-pro"
 RESULT_KEYS = ("resultImageUrl", "result_image_url")
@@ -34,30 +34,24 @@ ORIGIN_KEYS = ("originImageUrl", "origin_image_url")
 
 
 def _images(container: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, Any]]:
-    result = as_text(pick(container, *RESULT_KEYS))
-    origin = as_text(pick(container, *ORIGIN_KEYS))
+    result = text_at(container, *RESULT_KEYS)
+    origin = text_at(container, *ORIGIN_KEYS)
     return ((result,) if result else ()), ({"originImageUrl": origin} if origin else {})
 
 
 class FluxKontextFamily(LegacyImageFamily):
     api = "flux-kontext"
-    default_status_path = "/api/v1/flux/kontext/record-info"
-    flags: ClassVar[Mapping[int, TaskState]] = {
-        0: TaskState.RUNNING,
-        1: TaskState.SUCCEEDED,
-        2: TaskState.FAILED,
-        3: TaskState.FAILED,
-    }
+    status_path = "/api/v1/flux/kontext/record-info"
+    flags: ClassVar[Mapping[int, TaskState]] = COMMON_FLAGS
     failed_codes: ClassVar[Mapping[int, str]] = {501: "Image generation task failed"}
     fixed_fields: ClassVar[frozenset[str]] = frozenset({"model"})
 
     def model_of(self, param: Mapping[str, Any]) -> str | None:
         """The model the task ran on; the API's default when the body named none."""
-        return as_text(param.get("model")) or (DEFAULT_MODEL if param else None)
+        return text_at(param, "model") or (DEFAULT_MODEL if param else None)
 
     def results(self, data: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, Any]]:
-        response = loads_maybe(data.get("response"))
-        return _images(response) if isinstance(response, Mapping) else ((), {})
+        return _images(mapping_of(data.get("response")))
 
     def callback_results(self, info: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, Any]]:
         return _images(info)

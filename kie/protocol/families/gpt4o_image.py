@@ -30,9 +30,9 @@ from typing import Any, ClassVar
 
 from kie.protocol.common import parse_download_url
 from kie.protocol.envelope import ApiRequest, Envelope, require_ok
-from kie.protocol.families.legacy_image import LegacyImageFamily, pick
+from kie.protocol.families.legacy import COMMON_FLAGS, LegacyImageFamily
 from kie.protocol.flows import Flow, Send
-from kie.protocol.task import TaskState, as_float, loads_maybe, url_list
+from kie.protocol.task import TaskState, as_float, loads_maybe, mapping_of, pick, url_list
 
 MODEL_ID = "gpt-4o-image"
 DOWNLOAD_URL_PATH = "/api/v1/gpt4o-image/download-url"
@@ -47,20 +47,14 @@ def _urls(container: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, Any]
 
 class Gpt4oImageFamily(LegacyImageFamily):
     api = "gpt4o-image"
-    default_status_path = "/api/v1/gpt4o-image/record-info"
-    flags: ClassVar[Mapping[int, TaskState]] = {
-        0: TaskState.RUNNING,
-        1: TaskState.SUCCEEDED,
-        2: TaskState.FAILED,
-        3: TaskState.FAILED,
-    }
+    status_path = "/api/v1/gpt4o-image/record-info"
+    flags: ClassVar[Mapping[int, TaskState]] = COMMON_FLAGS
 
     def model_of(self, param: Mapping[str, Any]) -> str | None:
         return MODEL_ID
 
     def results(self, data: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, Any]]:
-        response = loads_maybe(data.get("response"))
-        return _urls(response) if isinstance(response, Mapping) else ((), {})
+        return _urls(mapping_of(data.get("response")))
 
     def callback_results(self, info: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, Any]]:
         return _urls(info)

@@ -19,90 +19,68 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from kie.protocol.families.successflag import (
-    STATUS_NAMES,
-    FlaggedFamily,
+from kie.protocol.families.legacy import (
+    COMMON_FLAGS,
+    STATUS_WORDS,
+    LegacyFamily,
+    callback_status,
     echoed_input,
-    error_text,
+    failure_of,
     flag_of,
     flag_state,
+    record_status,
     task_id_of,
-    time_ms,
 )
-from kie.protocol.task import TaskState, TaskStatus, as_text, loads_maybe, url_list
+from kie.protocol.task import TaskState, TaskStatus, mapping_of, url_list, urls_at
 
-FLAGS = {
-    0: TaskState.RUNNING,
-    1: TaskState.SUCCEEDED,
-    2: TaskState.FAILED,
-    3: TaskState.FAILED,
-    4: TaskState.SUCCEEDED,
-}
-NAMES = {**STATUS_NAMES, "CALLBACK_FAILED": TaskState.SUCCEEDED}
+FLAGS = {**COMMON_FLAGS, 4: TaskState.SUCCEEDED}
+NAMES = {**STATUS_WORDS, "CALLBACK_FAILED": TaskState.SUCCEEDED}
 FLAG_FAILURES = {2: "Failed to create the task", 3: "Task creation succeeded but generation failed"}
 
 
-def response_of(data: Mapping[str, Any]) -> Mapping[str, Any]:
-    response = loads_maybe(data.get("response"))
-    return response if isinstance(response, Mapping) else {}
-
-
 def result_urls(data: Mapping[str, Any]) -> tuple[str, ...]:
-    response = response_of(data)
-    for source, key in ((response, "resultUrls"), (response, "result_urls"), (data, "resultUrls")):
-        urls = url_list(loads_maybe(source.get(key)))
-        if urls:
-            return urls
-    return ()
+    return urls_at(mapping_of(data.get("response")), "resultUrls", "result_urls") or urls_at(
+        data, "resultUrls"
+    )
 
 
-class LumaFamily(FlaggedFamily):
+class LumaFamily(LegacyFamily):
     api = "luma"
     status_path = "/api/v1/modify/record-info"
     failed_codes: ClassVar[Mapping[int, str]] = {501: "Video generation task failed"}
 
-    def parse_record(self, data: Mapping[str, Any], task_id: str) -> TaskStatus:
-        state, raw_state = flag_state(data, FLAGS, NAMES)
+    def parse_record(self, data: Any, task_id: str) -> TaskStatus:
+        record = self.record_of(data)
+        state, raw_state = flag_state(record, FLAGS, NAMES)
         state = state or TaskState.PENDING
-        failed = state is TaskState.FAILED
-        fail_msg = as_text(data.get("errorMessage")) or as_text(data.get("failMsg"))
-        if failed and fail_msg is None:
-            fail_msg = FLAG_FAILURES.get(flag_of(data.get("successFlag")) or 3, "Generation failed")
-        origin = url_list(response_of(data).get("originUrls"))
+        fail_code, fail_msg = failure_of(record)
+        if fail_msg is None:
+            fail_msg = FLAG_FAILURES.get(flag_of(record.get("successFlag")) or 3, "Generation failed")
+        origin = url_list(mapping_of(record.get("response")).get("originUrls"))
         extra: dict[str, Any] = {"origin_urls": list(origin)} if origin else {}
-        if flag_of(data.get("successFlag")) == 4 and data.get("errorMessage"):
-            extra["callback_error"] = data["errorMessage"]
-        return TaskStatus(
-            task_id=task_id_of(data) or task_id,
-            state=state,
+        if flag_of(record.get("successFlag")) == 4 and record.get("errorMessage"):
+            extra["callback_error"] = record["errorMessage"]
+        return record_status(
+            record,
+            task_id,
+            state,
+            raw_state,
+            urls=result_urls(record),
+            fail=(fail_code, fail_msg),
             model="luma/modify",
-            raw_state=raw_state,
-            result_urls=result_urls(data) if state is TaskState.SUCCEEDED else (),
-            fail_code=(error_text(data.get("errorCode")) or as_text(data.get("failCode")))
-            if failed
-            else None,
-            fail_msg=fail_msg if failed else None,
-            create_time=time_ms(data.get("createTime")),
-            complete_time=time_ms(data.get("completeTime")),
-            input=echoed_input(data.get("paramJson")),
+            input=echoed_input(record.get("paramJson")),
             extra=extra,
-            raw=data,
         )
 
     def parse_callback(self, body: Mapping[str, Any]) -> TaskStatus:
         data = body.get("data")
         if not isinstance(data, Mapping):
             raise ValueError("Luma callback has no data object")
-        code = as_text(body.get("code")) or "200"
-        ok = code == "200"
-        return TaskStatus(
-            task_id=task_id_of(data, body),
-            state=TaskState.SUCCEEDED if ok else TaskState.FAILED,
+        return callback_status(
+            body,
+            task_id_of(data, body),
+            result_urls(data),
+            default_msg="Modify record generation failed.",
             model="luma/modify",
-            raw_state=code,
-            result_urls=result_urls(data) if ok else (),
-            fail_code=None if ok else code,
-            fail_msg=None if ok else (as_text(body.get("msg")) or "Modify record generation failed."),
             input=echoed_input(data.get("promptJson")),
-            raw=dict(body),
         )

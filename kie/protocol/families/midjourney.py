@@ -25,18 +25,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from kie.protocol.families.successflag import (
-    FlaggedFamily,
+from kie.protocol.families.legacy import (
+    COMMON_FLAGS,
+    LegacyFamily,
+    callback_status,
     echoed_input,
-    error_text,
+    failure_of,
     flag_of,
     flag_state,
+    record_status,
     task_id_of,
-    time_ms,
 )
-from kie.protocol.task import TaskState, TaskStatus, as_text, loads_maybe, url_list
+from kie.protocol.task import TaskState, TaskStatus, as_text, mapping_of, urls_at
 
-FLAGS = {0: TaskState.RUNNING, 1: TaskState.SUCCEEDED, 2: TaskState.FAILED, 3: TaskState.FAILED}
+FLAGS = COMMON_FLAGS
 FLAG_FAILURES = {2: "Task creation failed", 3: "Task created successfully but generation failed"}
 TASK_TYPES = {
     "mj_txt2img": "midjourney/txt2img",
@@ -51,58 +53,44 @@ TASK_TYPES = {
 
 
 def result_urls(data: Mapping[str, Any]) -> tuple[str, ...]:
-    info = loads_maybe(data.get("resultInfoJson"))
-    if isinstance(info, Mapping):
-        urls = url_list(loads_maybe(info.get("resultUrls")))
-        if urls:
-            return urls
-    return url_list(loads_maybe(data.get("resultUrls")))
+    return urls_at(mapping_of(data.get("resultInfoJson")), "resultUrls") or urls_at(data, "resultUrls")
 
 
-class MidjourneyFamily(FlaggedFamily):
+class MidjourneyFamily(LegacyFamily):
     api = "midjourney"
     status_path = "/api/v1/mj/record-info"
     failed_codes: ClassVar[Mapping[int, str]] = {501: "Generation failed"}
 
-    def parse_record(self, data: Mapping[str, Any], task_id: str) -> TaskStatus:
-        state, raw_state = flag_state(data, FLAGS)
+    def parse_record(self, data: Any, task_id: str) -> TaskStatus:
+        record = self.record_of(data)
+        state, raw_state = flag_state(record, FLAGS)
         state = state or TaskState.PENDING
-        fail_code = error_text(data.get("errorCode")) or as_text(data.get("failCode"))
-        fail_msg = as_text(data.get("errorMessage")) or as_text(data.get("failMsg"))
-        if state is TaskState.FAILED and fail_msg is None:
-            fail_msg = FLAG_FAILURES.get(flag_of(data.get("successFlag")) or 3, "Generation failed")
-        task_type = as_text(data.get("taskType"))
-        return TaskStatus(
-            task_id=task_id_of(data) or task_id,
-            state=state,
+        fail_code, fail_msg = failure_of(record)
+        if fail_msg is None:
+            fail_msg = FLAG_FAILURES.get(flag_of(record.get("successFlag")) or 3, "Generation failed")
+        task_type = as_text(record.get("taskType"))
+        return record_status(
+            record,
+            task_id,
+            state,
+            raw_state,
+            urls=result_urls(record),
+            fail=(fail_code, fail_msg),
             model=TASK_TYPES.get(task_type or ""),
-            raw_state=raw_state,
-            result_urls=result_urls(data) if state is TaskState.SUCCEEDED else (),
-            fail_code=fail_code if state is TaskState.FAILED else None,
-            fail_msg=fail_msg if state is TaskState.FAILED else None,
-            create_time=time_ms(data.get("createTime")),
-            complete_time=time_ms(data.get("completeTime")),
-            input=echoed_input(data.get("paramJson"), drop=frozenset({"taskType"})),
+            input=echoed_input(record.get("paramJson"), drop=frozenset({"taskType"})),
             extra={"taskType": task_type} if task_type else {},
-            raw=data,
         )
 
     def parse_callback(self, body: Mapping[str, Any]) -> TaskStatus:
         data = body.get("data")
         if not isinstance(data, Mapping):
             raise ValueError("Midjourney callback has no data object")
-        code = as_text(body.get("code")) or "200"
-        ok = code == "200"
-        prompt = loads_maybe(data.get("promptJson"))
-        task_type = as_text(prompt.get("taskType")) if isinstance(prompt, Mapping) else None
-        return TaskStatus(
-            task_id=task_id_of(data, body),
-            state=TaskState.SUCCEEDED if ok else TaskState.FAILED,
+        task_type = as_text(mapping_of(data.get("promptJson")).get("taskType"))
+        return callback_status(
+            body,
+            task_id_of(data, body),
+            result_urls(data),
+            default_msg="Image generation failed",
             model=TASK_TYPES.get(task_type or ""),
-            raw_state=code,
-            result_urls=result_urls(data) if ok else (),
-            fail_code=None if ok else code,
-            fail_msg=None if ok else (as_text(body.get("msg")) or "Image generation failed"),
             input=echoed_input(data.get("promptJson"), drop=frozenset({"taskType"})),
-            raw=dict(body),
         )

@@ -54,17 +54,25 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 from kie.catalog.spec import ModelSpec
 from kie.errors import TaskFailedError, ValidationError
 from kie.protocol.envelope import ApiRequest, Envelope, error_for
 from kie.protocol.families.base import Created
-from kie.protocol.task import TaskState, TaskStatus, as_float, as_int, as_text, loads_maybe, url_list
+from kie.protocol.families.legacy import NOT_VISIBLE_CODES, flat_create, task_id_of
+from kie.protocol.task import (
+    TaskState,
+    TaskStatus,
+    as_float,
+    as_int,
+    as_text,
+    epoch_ms,
+    loads_maybe,
+    url_list,
+)
 
 MUSIC_STATUS_PATH = "/api/v1/generate/record-info"
-NOT_VISIBLE_CODES = frozenset({404, 422})
 
 PENDING_WORDS = frozenset({"PENDING", "WAITING", "WAIT", "QUEUING", "QUEUEING", "0"})
 SUCCESS_WORDS = frozenset({"SUCCESS", "COMPLETE", "COMPLETED", "1", "成功"})
@@ -104,24 +112,6 @@ def camel(value: Any) -> Any:
 
 def _camel_key(key: str) -> str:
     return _SNAKE.sub(lambda m: m.group(1).upper(), key) if "_" in key else key
-
-
-def parse_time(value: Any) -> int | None:
-    """Milliseconds from ms/seconds numbers, "YYYY-MM-DD HH:MM:SS" (UTC assumed) or ISO 8601 strings."""
-    if value is None or value == "" or isinstance(value, bool):
-        return None
-    number = as_float(value)
-    if number is not None:
-        return int(number * 1000) if number < 1e11 else int(number)
-    if not isinstance(value, str):
-        return None
-    try:
-        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return int(when.timestamp() * 1000)
 
 
 def state_word(raw: Any) -> str | None:
@@ -274,20 +264,17 @@ class SunoFamily:
     def create_request(
         self, spec: ModelSpec, values: Mapping[str, Any], callback_url: str | None
     ) -> ApiRequest:
-        body: dict[str, Any] = {**dict(values), **spec.endpoint.fixed}
-        if callback_url:
-            body["callBackUrl"] = callback_url
-        return ApiRequest("POST", spec.endpoint.create, kind="create", json=body, label=f"create {spec.id}")
+        return flat_create(spec, values, callback_url)
 
     def parse_created(self, spec: ModelSpec, data: Any) -> Created:
         if not isinstance(data, Mapping):
             raise ValueError(f"create answer is not an object: {data!r}")
         if not spec.endpoint.status:
             return self.parse_synchronous(spec, data)
-        task_id = data.get("taskId") or data.get("task_id")
+        task_id = task_id_of(data)
         if not task_id:
             raise ValueError(f"create answer carries no taskId: {data!r}")
-        return Created(str(task_id))
+        return Created(task_id)
 
     def parse_synchronous(self, spec: ModelSpec, data: Mapping[str, Any]) -> Created:
         """Style boost, persona and timestamped lyrics answer with the result itself: no polling."""
@@ -321,7 +308,7 @@ class SunoFamily:
             model=spec.id,
             raw_state=word,
             credits_consumed=as_float(record.get("creditsConsumed")),
-            create_time=parse_time(record.get("createTime")),
+            create_time=epoch_ms(record.get("createTime")),
             input=param if isinstance(param, dict) else None,
             extra=extra,
             raw=dict(data),
@@ -363,8 +350,8 @@ class SunoFamily:
             found,
             word,
             task_id=str(record.get("taskId") or task_id),
-            create_time=parse_time(record.get("createTime")),
-            complete_time=parse_time(record.get("completeTime")),
+            create_time=epoch_ms(record.get("createTime")),
+            complete_time=epoch_ms(record.get("completeTime")),
             values=param if isinstance(param, dict) else None,
             raw=data,
         )

@@ -54,17 +54,20 @@ from contextvars import ContextVar
 from typing import Any
 
 from kie.catalog.spec import ModelSpec
-from kie.protocol.envelope import ApiRequest, Envelope, error_for
+from kie.protocol.envelope import ApiRequest, Envelope
 from kie.protocol.families.base import Created
-from kie.protocol.families.successflag import (
+from kie.protocol.families.legacy import (
+    COMMON_FLAGS,
+    LegacyFamily,
+    callback_status,
     echoed_input,
-    error_text,
+    failure_of,
     flag_of,
     flag_state,
+    record_status,
     task_id_of,
-    time_ms,
 )
-from kie.protocol.task import TaskState, TaskStatus, as_int, as_text, loads_maybe, url_list
+from kie.protocol.task import TaskState, TaskStatus, as_int, loads_maybe, urls_at
 
 RECORD_INFO = "/api/v1/veo/record-info"
 GET_1080P = "/api/v1/veo/get-1080p-video"
@@ -72,7 +75,7 @@ GET_4K = "/api/v1/veo/get-4k-video"
 GENERATION_MODELS = frozenset({"veo3", "veo3_fast", "veo3_lite"})
 UPGRADE_PREFIX = "veo-1080p-"
 
-FLAGS = {0: TaskState.RUNNING, 1: TaskState.SUCCEEDED, 2: TaskState.FAILED, 3: TaskState.FAILED}
+FLAGS = COMMON_FLAGS
 FLAG_FAILURES = {2: "Task failed", 3: "Task created successfully but generation failed"}
 NOT_VISIBLE = ("record is null", "recordinfo is null")
 SOURCE_UNUSABLE = (
@@ -127,20 +130,12 @@ def says(msg: str, phrases: tuple[str, ...]) -> bool:
     return any(phrase in text for phrase in phrases)
 
 
-def urls_at(source: Mapping[str, Any], keys: tuple[str, ...]) -> tuple[str, ...]:
-    for key in keys:
-        urls = url_list(loads_maybe(source.get(key)))
-        if urls:
-            return urls
-    return ()
-
-
 def outputs(source: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
     """(result URLs, extra) from a record's `response`, a callback's `data.info`/`data`, or a 4K answer."""
     if not isinstance(source, Mapping):
         return (), {}
-    urls = urls_at(source, URL_KEYS)
-    full = tuple(u for u in urls_at(source, FULL_KEYS) if u not in urls)
+    urls = urls_at(source, *URL_KEYS)
+    full = tuple(u for u in urls_at(source, *FULL_KEYS) if u not in urls)
     extra: dict[str, Any] = {}
     for name, keys in EXTRA_KEYS.items():
         for key in keys:
@@ -167,19 +162,16 @@ def echoed_model(param: Any) -> str | None:
     return model if model in GENERATION_MODELS else None
 
 
-class VeoFamily:
+class VeoFamily(LegacyFamily):
     api = "veo"
+    status_path = RECORD_INFO
 
     def create_request(
         self, spec: ModelSpec, values: Mapping[str, Any], callback_url: str | None
     ) -> ApiRequest:
         if spec.endpoint.create == GET_1080P:
             return self.source_check(spec, values)
-        body: dict[str, Any] = dict(values)
-        body.update(spec.endpoint.fixed)
-        if callback_url:
-            body["callBackUrl"] = callback_url
-        return ApiRequest("POST", spec.endpoint.create, kind="create", json=body, label=f"create {spec.id}")
+        return super().create_request(spec, values, callback_url)
 
     def source_check(self, spec: ModelSpec, values: Mapping[str, Any]) -> ApiRequest:
         """The 1080p "create": read the source task (free), remembering the index for `parse_created`."""
@@ -190,9 +182,7 @@ class VeoFamily:
         )
 
     def parse_created(self, spec: ModelSpec, data: Any) -> Created:
-        task_id = task_id_of(data)
-        if not task_id:
-            raise ValueError(f"create answer carries no taskId: {data!r}")
+        task_id = super().parse_created(spec, data).task_id
         if spec.endpoint.create == GET_1080P:
             return Created(upgrade_id(task_id, _recall(task_id)))
         assert isinstance(data, Mapping)
@@ -227,31 +217,23 @@ class VeoFamily:
             source, index = upgrade
             params = {"taskId": source, "index": index}
             return ApiRequest("GET", GET_1080P, params=params, label="veo get-1080p-video")
-        path = spec.endpoint.status if spec is not None else RECORD_INFO
-        return ApiRequest("GET", path, params={"taskId": task_id}, label="veo record-info")
+        return super().status_request(spec, task_id)
 
     def not_visible(self, env: Envelope) -> bool:
         """Kie's answers for an id it does not (yet) know: 404, or 422 "record is null"."""
         return env.code == 404 or (env.code == 422 and says(env.msg, NOT_VISIBLE))
 
-    def answers(self) -> frozenset[int]:
-        return frozenset({404, 422})
-
     def parse_status(self, env: Envelope, task_id: str) -> TaskStatus:
         upgrade = parse_upgrade_id(task_id)
         if upgrade is not None:
             return self.parse_upgrade(env, task_id, *upgrade)
-        if not env.ok:
-            raise error_for(env, task_id=task_id)
-        if not isinstance(env.data, Mapping):
-            raise ValueError(f"veo record-info data is not an object: {env.data!r}")
-        return self.parse_record(env.data, task_id)
+        return super().parse_status(env, task_id)
 
     def parse_upgrade(self, env: Envelope, task_id: str, source: str, index: int) -> TaskStatus:
         """One answer of the 1080p endpoint: the URL, "not ready yet", or a source that cannot be upgraded."""
         extra = {"sourceTaskId": source, "index": index, "resolution": "1080p"}
         data = env.data if isinstance(env.data, Mapping) else {}
-        urls = urls_at(data, ("resultUrl", *URL_KEYS)) if env.ok else ()
+        urls = urls_at(data, "resultUrl", *URL_KEYS) if env.ok else ()
         if urls:
             return TaskStatus(
                 task_id,
@@ -277,48 +259,33 @@ class VeoFamily:
             task_id, TaskState.RUNNING, model="veo3/1080p", raw_state=str(env.code), extra=extra, raw=env.data
         )
 
-    def parse_record(self, data: Mapping[str, Any], task_id: str) -> TaskStatus:
-        state, raw_state = flag_state(data, FLAGS)
-        fail_code = error_text(data.get("errorCode")) or as_text(data.get("failCode"))
-        fail_msg = as_text(data.get("errorMessage")) or as_text(data.get("failMsg"))
+    def parse_record(self, data: Any, task_id: str) -> TaskStatus:
+        record = self.record_of(data)
+        state, raw_state = flag_state(record, FLAGS)
+        fail_code, fail_msg = failure_of(record)
         if state is None:
             state = TaskState.FAILED if fail_code or fail_msg else TaskState.PENDING
-        failed = state is TaskState.FAILED
-        urls, extra = first_outputs(loads_maybe(data.get("response")), data)
-        if data.get("fallbackFlag") is not None:
-            extra["fallbackFlag"] = data["fallbackFlag"]
-        flag = flag_of(data.get("successFlag"))
+        urls, extra = first_outputs(loads_maybe(record.get("response")), record)
+        if record.get("fallbackFlag") is not None:
+            extra["fallbackFlag"] = record["fallbackFlag"]
+        flag = flag_of(record.get("successFlag"))
         default_msg = FLAG_FAILURES.get(flag if flag is not None else -1, "Generation failed")
-        return TaskStatus(
-            task_id=task_id_of(data) or task_id,
-            state=state,
-            model=echoed_model(data.get("paramJson")),
-            raw_state=raw_state,
-            result_urls=urls if state is TaskState.SUCCEEDED else (),
-            fail_code=fail_code if failed else None,
-            fail_msg=(fail_msg or default_msg) if failed else None,
-            create_time=time_ms(data.get("createTime")),
-            complete_time=time_ms(data.get("completeTime")),
-            input=echoed_input(data.get("paramJson")),
+        return record_status(
+            record,
+            task_id,
+            state,
+            raw_state,
+            urls=urls,
+            fail=(fail_code, fail_msg or default_msg),
+            model=echoed_model(record.get("paramJson")),
+            input=echoed_input(record.get("paramJson")),
             extra=extra,
-            raw=data,
         )
 
     def parse_callback(self, body: Mapping[str, Any]) -> TaskStatus:
         data = body.get("data")
-        code = as_text(body.get("code")) or "200"
-        ok = code == "200"
         info = loads_maybe(data.get("info")) if isinstance(data, Mapping) else None
         urls, extra = first_outputs(info, data)
         if isinstance(data, Mapping) and data.get("fallbackFlag") is not None:
             extra["fallbackFlag"] = data["fallbackFlag"]
-        return TaskStatus(
-            task_id=task_id_of(data, body),
-            state=TaskState.SUCCEEDED if ok else TaskState.FAILED,
-            raw_state=code,
-            result_urls=urls if ok else (),
-            fail_code=None if ok else code,
-            fail_msg=None if ok else (as_text(body.get("msg")) or "Generation failed"),
-            extra=extra,
-            raw=dict(body),
-        )
+        return callback_status(body, task_id_of(data, body), urls, extra=extra)

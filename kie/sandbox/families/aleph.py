@@ -23,23 +23,25 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from kie.sandbox.engine import Engine
-from kie.sandbox.families.successflag import error_code, iso_time, param_json, start, status_gate
-from kie.sandbox.http import envelope
-from kie.sandbox.state import SandboxState, SandboxTask
-from kie.sandbox.tasks import Admitted, find_task, gate, json_body, legacy_spec
+from kie.sandbox.families.legacy import (
+    LegacySandbox,
+    admit,
+    error_code,
+    iso_time,
+    param_json,
+    record_answer,
+    start,
+)
+from kie.sandbox.state import SandboxTask
+from kie.sandbox.tasks import legacy_spec
 
 GENERATE = "/api/v1/aleph/generate"
 RECORD_INFO = "/api/v1/aleph/record-info"
 COVER_FORMAT = "jpg"
 
 
-class AlephSandbox:
+class AlephSandbox(LegacySandbox):
     api = "aleph"
-
-    def __init__(self, state: SandboxState, engine: Engine) -> None:
-        self.state = state
-        self.engine = engine
 
     def routes(self) -> list[Route]:
         return [
@@ -76,7 +78,7 @@ class AlephSandbox:
             }
         return {
             "taskId": task.task_id,
-            "paramJson": param_json(task),
+            "paramJson": param_json(task, sort_keys=True),
             "response": response,
             "completeTime": iso_time(task.complete_time) if task.terminal else None,
             "createTime": iso_time(task.create_time),
@@ -86,24 +88,23 @@ class AlephSandbox:
         }
 
     async def generate(self, request: Request) -> Response:
-        admitted = await gate(self.state, request, "aleph/generate")
-        if not isinstance(admitted, Admitted):
+        admitted = await admit(self.state, request, "aleph/generate")
+        if isinstance(admitted, Response):
             return admitted
-        body = await json_body(request)
-        if body is None:
-            return envelope(self.state, 400, "Request body is not valid JSON")
+        key, body = admitted
         spec = legacy_spec(self.api, GENERATE, body)
         assert spec is not None, "the catalogue has no Aleph model at /api/v1/aleph/generate"
-        return start(self.state, self.engine, request, admitted, spec, body)
+        return start(self.state, self.engine, request, key, spec, body)
 
     async def record_info(self, request: Request) -> Response:
-        task_id = await status_gate(self.state, request, "aleph/record-info")
-        if isinstance(task_id, Response):
-            return task_id
-        task = find_task(self.state, task_id, self.api)
-        if task is None:
-            return envelope(self.state, 404, "Task not found")
-        return envelope(self.state, 200, "success", self.record(task))
+        return await record_answer(
+            self.state,
+            request,
+            self.record,
+            api=self.api,
+            endpoint="aleph/record-info",
+            missing=(404, "Task not found"),
+        )
 
     def callback_bodies(self, task: SandboxTask) -> list[dict[str, Any]]:
         if task.state == "success":

@@ -26,18 +26,17 @@ from starlette.routing import Route
 
 from kie.catalog.spec import ModelSpec
 from kie.protocol.task import as_int
-from kie.sandbox.engine import Engine
-from kie.sandbox.families.legacy_image import (
+from kie.sandbox.families.legacy import (
+    LegacySandbox,
     create_flat,
-    error_code,
-    error_message,
+    documented_code,
+    documented_message,
     finished_at,
     iso_time,
     param_json,
-    record_task,
+    record_answer,
 )
-from kie.sandbox.http import envelope
-from kie.sandbox.state import SandboxState, SandboxTask, StoredFile
+from kie.sandbox.state import SandboxTask, StoredFile
 
 API = "flux-kontext"
 PREFIX = "/api/v1/flux/kontext"
@@ -66,12 +65,8 @@ def unsupported(body: Mapping[str, Any]) -> str:
     return f"model must be flux-kontext-pro or flux-kontext-max, not {body.get('model')!r}"
 
 
-class FluxKontextSandbox:
+class FluxKontextSandbox(LegacySandbox):
     api = API
-
-    def __init__(self, state: SandboxState, engine: Engine) -> None:
-        self.state = state
-        self.engine = engine
 
     def routes(self) -> list[Route]:
         return [
@@ -92,14 +87,13 @@ class FluxKontextSandbox:
         )
 
     async def record_info(self, request: Request) -> Response:
-        found = await record_task(self.state, request, api=API, endpoint="flux/kontext/record-info")
-        if not isinstance(found, SandboxTask):
-            return found
-        return envelope(self.state, 200, "success", self.record(found))
+        return await record_answer(
+            self.state, request, self.record, api=API, endpoint="flux/kontext/record-info", retention=True
+        )
 
     def record(self, task: SandboxTask) -> dict[str, Any]:
         failed = task.state == "fail"
-        code = error_code(task, CALLBACK_CODES, GENERIC_FAILURE) if failed else None
+        code = documented_code(task, CALLBACK_CODES, GENERIC_FAILURE) if failed else None
         return {
             "taskId": task.task_id,
             "paramJson": param_json(task),
@@ -107,7 +101,7 @@ class FluxKontextSandbox:
             "response": self.images(task) if task.state == "success" else None,
             "successFlag": 1 if task.state == "success" else (3 if failed else 0),
             "errorCode": code,
-            "errorMessage": error_message(task, DEFAULT_MESSAGES, code) if code is not None else "",
+            "errorMessage": documented_message(task, DEFAULT_MESSAGES, code) if code is not None else "",
             "createTime": iso_time(task.create_time),
         }
 
@@ -149,6 +143,6 @@ class FluxKontextSandbox:
         if task.state == "success":
             data = {"taskId": task.task_id, "info": self.images(task)}
             return [{"code": 200, "msg": SUCCESS_MSG, "data": data}]
-        code = error_code(task, CALLBACK_CODES, GENERIC_FAILURE)
-        msg = error_message(task, DEFAULT_MESSAGES, code)
+        code = documented_code(task, CALLBACK_CODES, GENERIC_FAILURE)
+        msg = documented_message(task, DEFAULT_MESSAGES, code)
         return [{"code": code, "msg": msg, "data": {"taskId": task.task_id}}]

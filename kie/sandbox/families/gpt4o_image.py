@@ -28,15 +28,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from kie.catalog.spec import ModelSpec
-from kie.sandbox.engine import Engine
-from kie.sandbox.families.legacy_image import (
+from kie.sandbox.families.legacy import (
+    LegacySandbox,
     create_flat,
-    error_code,
-    error_message,
+    documented_code,
+    documented_message,
     generation_progress,
     known_task,
     param_json,
-    record_task,
+    record_answer,
 )
 from kie.sandbox.http import authorise, envelope, public_url, request_fault
 from kie.sandbox.state import SandboxState, SandboxTask
@@ -65,7 +65,7 @@ def unsupported(body: Mapping[str, Any]) -> str:
 
 def record(state: SandboxState, task: SandboxTask) -> dict[str, Any]:
     failed = task.state == "fail"
-    code = error_code(task, CALLBACK_CODES, GENERIC_FAILURE) if failed else None
+    code = documented_code(task, CALLBACK_CODES, GENERIC_FAILURE) if failed else None
     return {
         "taskId": task.task_id,
         "paramJson": param_json(task),
@@ -74,18 +74,14 @@ def record(state: SandboxState, task: SandboxTask) -> dict[str, Any]:
         "successFlag": 1 if task.state == "success" else (2 if failed else 0),
         "status": "SUCCESS" if task.state == "success" else ("GENERATE_FAILED" if failed else "GENERATING"),
         "errorCode": code,
-        "errorMessage": error_message(task, DEFAULT_MESSAGES, code) if code is not None else "",
+        "errorMessage": documented_message(task, DEFAULT_MESSAGES, code) if code is not None else "",
         "createTime": task.create_time,
         "progress": f"{generation_progress(state, task):.2f}",
     }
 
 
-class Gpt4oImageSandbox:
+class Gpt4oImageSandbox(LegacySandbox):
     api = API
-
-    def __init__(self, state: SandboxState, engine: Engine) -> None:
-        self.state = state
-        self.engine = engine
 
     def routes(self) -> list[Route]:
         return [
@@ -106,10 +102,14 @@ class Gpt4oImageSandbox:
         )
 
     async def record_info(self, request: Request) -> Response:
-        found = await record_task(self.state, request, api=API, endpoint="gpt4o-image/record-info")
-        if not isinstance(found, SandboxTask):
-            return found
-        return envelope(self.state, 200, "success", record(self.state, found))
+        return await record_answer(
+            self.state,
+            request,
+            lambda task: record(self.state, task),
+            api=API,
+            endpoint="gpt4o-image/record-info",
+            retention=True,
+        )
 
     async def download_url(self, request: Request) -> Response:
         state = self.state
@@ -124,7 +124,7 @@ class Gpt4oImageSandbox:
         task_id, url = body.get("taskId"), body.get("url")
         if not isinstance(task_id, str) or not task_id or not isinstance(url, str) or not url:
             return envelope(state, 422, "taskId and url are required")
-        found = known_task(state, task_id, API)
+        found = known_task(state, task_id, API, retention=True)
         if not isinstance(found, SandboxTask):
             return found
         return self.link_answer(request, found, url)
@@ -148,6 +148,6 @@ class Gpt4oImageSandbox:
         if task.state == "success":
             info = {"result_urls": list(task.result_urls)}
             return [{"code": 200, "msg": "success", "data": {"taskId": task.task_id, "info": info}}]
-        code = error_code(task, CALLBACK_CODES, GENERIC_FAILURE)
-        msg = error_message(task, DEFAULT_MESSAGES, code)
+        code = documented_code(task, CALLBACK_CODES, GENERIC_FAILURE)
+        msg = documented_message(task, DEFAULT_MESSAGES, code)
         return [{"code": code, "msg": msg, "data": {"taskId": task.task_id, "info": None}}]

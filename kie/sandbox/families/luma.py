@@ -21,23 +21,25 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from kie.sandbox.engine import Engine
-from kie.sandbox.families.successflag import callbacks_exhausted, error_code, param_json, start, status_gate
-from kie.sandbox.http import envelope
-from kie.sandbox.state import SandboxState, SandboxTask
-from kie.sandbox.tasks import Admitted, find_task, gate, json_body, legacy_spec
+from kie.sandbox.families.legacy import (
+    LegacySandbox,
+    admit,
+    callbacks_exhausted,
+    error_code,
+    param_json,
+    record_answer,
+    start,
+)
+from kie.sandbox.state import SandboxTask
+from kie.sandbox.tasks import legacy_spec
 
 GENERATE = "/api/v1/modify/generate"
 RECORD_INFO = "/api/v1/modify/record-info"
 CALLBACK_FAILED = "Callback delivery failed; the video was generated."
 
 
-class LumaSandbox:
+class LumaSandbox(LegacySandbox):
     api = "luma"
-
-    def __init__(self, state: SandboxState, engine: Engine) -> None:
-        self.state = state
-        self.engine = engine
 
     def routes(self) -> list[Route]:
         return [
@@ -67,7 +69,7 @@ class LumaSandbox:
             }
         return {
             "taskId": task.task_id,
-            "paramJson": param_json(task),
+            "paramJson": param_json(task, sort_keys=True),
             "completeTime": task.complete_time if task.terminal else None,
             "response": response,
             "successFlag": flag,
@@ -77,27 +79,21 @@ class LumaSandbox:
         }
 
     async def generate(self, request: Request) -> Response:
-        admitted = await gate(self.state, request, "modify/generate")
-        if not isinstance(admitted, Admitted):
+        admitted = await admit(self.state, request, "modify/generate")
+        if isinstance(admitted, Response):
             return admitted
-        body = await json_body(request)
-        if body is None:
-            return envelope(self.state, 400, "Request body is not valid JSON")
+        key, body = admitted
         spec = legacy_spec(self.api, GENERATE, body)
         assert spec is not None, "the catalogue has no Luma model at /api/v1/modify/generate"
-        return start(self.state, self.engine, request, admitted, spec, body)
+        return start(self.state, self.engine, request, key, spec, body)
 
     async def record_info(self, request: Request) -> Response:
-        task_id = await status_gate(self.state, request, "modify/record-info")
-        if isinstance(task_id, Response):
-            return task_id
-        task = find_task(self.state, task_id, self.api)
-        if task is None:
-            return envelope(self.state, 422, "record is null")
-        return envelope(self.state, 200, "success", self.record(task))
+        return await record_answer(
+            self.state, request, self.record, api=self.api, endpoint="modify/record-info"
+        )
 
     def callback_bodies(self, task: SandboxTask) -> list[dict[str, Any]]:
-        data: dict[str, Any] = {"taskId": task.task_id, "promptJson": param_json(task)}
+        data: dict[str, Any] = {"taskId": task.task_id, "promptJson": param_json(task, sort_keys=True)}
         if task.state == "success":
             data["resultUrls"] = list(task.result_urls)
             return [{"code": 200, "msg": "Modify record generated successfully.", "data": data}]

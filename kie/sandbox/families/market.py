@@ -18,9 +18,10 @@ from starlette.routing import Route
 from kie import catalog
 from kie.errors import KieError
 from kie.sandbox.engine import Engine
-from kie.sandbox.http import authorise, envelope, request_fault
+from kie.sandbox.families.legacy import admit, record_answer
+from kie.sandbox.http import envelope
 from kie.sandbox.state import SandboxState, SandboxTask
-from kie.sandbox.tasks import Admitted, find_task, gate, json_body, launch
+from kie.sandbox.tasks import launch
 
 
 def param_string(task: SandboxTask) -> str:
@@ -64,12 +65,10 @@ class MarketSandbox:
 
     async def create(self, request: Request) -> Response:
         state = self.state
-        admitted = await gate(state, request, "createTask")
-        if not isinstance(admitted, Admitted):
-            return admitted
-        body = await json_body(request)
-        if body is None:
-            return envelope(state, 400, "Request body is not valid JSON")
+        checked = await admit(state, request, "createTask")
+        if isinstance(checked, Response):
+            return checked
+        admitted, body = checked
         model_id = body.get("model")
         if not isinstance(model_id, str):
             return envelope(state, 422, "model is required")
@@ -97,29 +96,14 @@ class MarketSandbox:
         return envelope(state, 200, "success", {"taskId": task.task_id, "recordId": task.task_id})
 
     async def record_info(self, request: Request) -> Response:
-        state = self.state
-        key_id, denied = authorise(request, state)
-        state.count(
-            "recordInfo",
-            key_id or "anonymous",
-            taskId=request.query_params.get("taskId"),
-            client=request.client.port if request.client else None,
+        return await record_answer(
+            self.state,
+            request,
+            lambda task: record(task, now=self.state.now()),
+            api=self.api,
+            endpoint="recordInfo",
+            missing=(422, "recordInfo is null"),
         )
-        if denied:
-            return denied
-        assert key_id is not None
-        _, answer = await request_fault(state, "recordInfo")
-        if answer is not None:
-            return answer
-        if not state.allow_status(key_id):
-            return envelope(state, 429, "Maximum query rate exceeded: 10 requests per second per API key.")
-        task_id = request.query_params.get("taskId")
-        if not task_id:
-            return envelope(state, 400, "taskId parameter is required")
-        task = find_task(state, task_id, "market")
-        if task is None:
-            return envelope(state, 422, "recordInfo is null")
-        return envelope(state, 200, "success", record(task, now=state.now()))
 
     def callback_bodies(self, task: SandboxTask) -> list[dict[str, Any]]:
         return [self.callback_body(task)]

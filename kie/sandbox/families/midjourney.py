@@ -28,11 +28,18 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from kie import catalog
-from kie.sandbox.engine import Engine
-from kie.sandbox.families.successflag import error_code, iso_time, param_json, start, status_gate
+from kie.sandbox.families.legacy import (
+    LegacySandbox,
+    admit,
+    error_code,
+    iso_time,
+    param_json,
+    record_answer,
+    start,
+)
 from kie.sandbox.http import envelope
-from kie.sandbox.state import SandboxState, SandboxTask
-from kie.sandbox.tasks import Admitted, find_task, gate, json_body, legacy_spec
+from kie.sandbox.state import SandboxTask
+from kie.sandbox.tasks import find_task, legacy_spec
 
 GENERATE = "/api/v1/mj/generate"
 # path -> (endpoint name for counters and faults, the record's taskType)
@@ -54,7 +61,7 @@ def record(task: SandboxTask) -> dict[str, Any]:
     return {
         "taskId": task.task_id,
         "taskType": task.extra.get("taskType"),
-        "paramJson": param_json(task),
+        "paramJson": param_json(task, sort_keys=True),
         "completeTime": iso_time(task.complete_time) if task.terminal else None,
         "resultInfoJson": (
             {"resultUrls": [{"resultUrl": url} for url in task.result_urls]} if success else None
@@ -71,12 +78,8 @@ def is_grid(task: SandboxTask) -> bool:
     return catalog.get(task.model).media == "image" and len(task.result_urls) >= GRID_SIZE
 
 
-class MidjourneySandbox:
+class MidjourneySandbox(LegacySandbox):
     api = "midjourney"
-
-    def __init__(self, state: SandboxState, engine: Engine) -> None:
-        self.state = state
-        self.engine = engine
 
     def routes(self) -> list[Route]:
         return [
@@ -85,17 +88,8 @@ class MidjourneySandbox:
             Route(RECORD_INFO, self.record_info, methods=["GET"]),
         ]
 
-    async def _admit(self, request: Request, endpoint: str) -> tuple[Admitted, dict[str, Any]] | Response:
-        admitted = await gate(self.state, request, endpoint)
-        if not isinstance(admitted, Admitted):
-            return admitted
-        body = await json_body(request)
-        if body is None:
-            return envelope(self.state, 400, "Request body is not valid JSON")
-        return admitted, body
-
     async def generate(self, request: Request) -> Response:
-        admitted = await self._admit(request, "mj/generate")
+        admitted = await admit(self.state, request, "mj/generate")
         if isinstance(admitted, Response):
             return admitted
         key, body = admitted
@@ -108,7 +102,7 @@ class MidjourneySandbox:
     async def follow_up(self, request: Request) -> Response:
         path = request.url.path
         endpoint, task_type = FOLLOW_UPS[path]
-        admitted = await self._admit(request, endpoint)
+        admitted = await admit(self.state, request, endpoint)
         if isinstance(admitted, Response):
             return admitted
         key, body = admitted
@@ -134,16 +128,10 @@ class MidjourneySandbox:
         return None
 
     async def record_info(self, request: Request) -> Response:
-        task_id = await status_gate(self.state, request, "mj/record-info")
-        if isinstance(task_id, Response):
-            return task_id
-        task = find_task(self.state, task_id, self.api)
-        if task is None:
-            return envelope(self.state, 422, "record is null")
-        return envelope(self.state, 200, "success", record(task))
+        return await record_answer(self.state, request, record, api=self.api, endpoint="mj/record-info")
 
     def callback_bodies(self, task: SandboxTask) -> list[dict[str, Any]]:
-        data = {"taskId": task.task_id, "promptJson": param_json(task), "resultUrls": []}
+        data = {"taskId": task.task_id, "promptJson": param_json(task, sort_keys=True), "resultUrls": []}
         if task.state == "success":
             return [{"code": 200, "msg": "success", "data": {**data, "resultUrls": list(task.result_urls)}}]
         return [{"code": 500, "msg": task.fail_msg or "Image generation failed", "data": data}]

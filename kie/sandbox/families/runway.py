@@ -31,12 +31,18 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from kie.protocol.task import as_float
-from kie.sandbox.engine import Engine
-from kie.sandbox.families.companion import clock, companion_url
-from kie.sandbox.families.successflag import error_code, start, status_gate
+from kie.sandbox.families.legacy import (
+    LegacySandbox,
+    admit,
+    clock,
+    companion_url,
+    error_code,
+    record_answer,
+    start,
+)
 from kie.sandbox.http import envelope
-from kie.sandbox.state import SandboxState, SandboxTask
-from kie.sandbox.tasks import Admitted, find_task, gate, json_body, legacy_spec
+from kie.sandbox.state import SandboxTask
+from kie.sandbox.tasks import find_task, legacy_spec
 
 GENERATE = "/api/v1/runway/generate"
 EXTEND = "/api/v1/runway/extend"
@@ -65,12 +71,8 @@ def generate_refusal(body: dict[str, Any]) -> str | None:
     return None
 
 
-class RunwaySandbox:
+class RunwaySandbox(LegacySandbox):
     api = "runway"
-
-    def __init__(self, state: SandboxState, engine: Engine) -> None:
-        self.state = state
-        self.engine = engine
 
     def routes(self) -> list[Route]:
         return [
@@ -119,17 +121,8 @@ class RunwaySandbox:
         }
 
     # -- routes -------------------------------------------------------------------------------------
-    async def _admit(self, request: Request, endpoint: str) -> tuple[Admitted, dict[str, Any]] | Response:
-        admitted = await gate(self.state, request, endpoint)
-        if not isinstance(admitted, Admitted):
-            return admitted
-        body = await json_body(request)
-        if body is None:
-            return envelope(self.state, 400, "Request body is not valid JSON")
-        return admitted, body
-
     async def generate(self, request: Request) -> Response:
-        admitted = await self._admit(request, "runway/generate")
+        admitted = await admit(self.state, request, "runway/generate")
         if isinstance(admitted, Response):
             return admitted
         key, body = admitted
@@ -141,7 +134,7 @@ class RunwaySandbox:
         return start(self.state, self.engine, request, key, spec, body)
 
     async def extend(self, request: Request) -> Response:
-        admitted = await self._admit(request, "runway/extend")
+        admitted = await admit(self.state, request, "runway/extend")
         if isinstance(admitted, Response):
             return admitted
         key, body = admitted
@@ -158,13 +151,9 @@ class RunwaySandbox:
         return start(self.state, self.engine, request, key, spec, body, parent=source.task_id)
 
     async def record_detail(self, request: Request) -> Response:
-        task_id = await status_gate(self.state, request, "runway/record-detail")
-        if isinstance(task_id, Response):
-            return task_id
-        task = find_task(self.state, task_id, self.api)
-        if task is None:
-            return envelope(self.state, 422, "record is null")
-        return envelope(self.state, 200, "success", self.record(task))
+        return await record_answer(
+            self.state, request, self.record, api=self.api, endpoint="runway/record-detail"
+        )
 
     # -- callbacks ----------------------------------------------------------------------------------
     def callback_bodies(self, task: SandboxTask) -> list[dict[str, Any]]:

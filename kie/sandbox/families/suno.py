@@ -57,11 +57,11 @@ from kie import catalog
 from kie.catalog.spec import ModelSpec
 from kie.errors import KieError
 from kie.sandbox.engine import Engine
-from kie.sandbox.families.successflag import status_gate
+from kie.sandbox.families.legacy import admit, clock, status_gate
 from kie.sandbox.http import envelope, public_url
 from kie.sandbox.media import duration_of
 from kie.sandbox.state import Fault, SandboxState, SandboxTask, StoredFile
-from kie.sandbox.tasks import Admitted, find_task, flat_values, gate, json_body, launch, legacy_spec
+from kie.sandbox.tasks import Admitted, find_task, flat_values, launch, legacy_spec
 
 MUSIC_STATUS = "/api/v1/generate/record-info"
 LYRICS_STATUS = "/api/v1/lyrics/record-info"
@@ -145,12 +145,6 @@ Handler = Callable[[Request], Awaitable[Response]]
 def endpoint_name(path: str) -> str:
     """The request counter's name: the path after /api/v1/ (`generate`, `style/generate`, …)."""
     return path.removeprefix("/api/v1/")
-
-
-def clock_text(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def iso_text(ms: int | None) -> str | None:
@@ -246,12 +240,10 @@ class SunoSandbox:
     # -- create -----------------------------------------------------------------------------------
     async def create(self, request: Request, path: str) -> Response:
         state = self.state
-        admitted = await gate(state, request, endpoint_name(path))
-        if not isinstance(admitted, Admitted):
-            return admitted
-        body = await json_body(request)
-        if body is None:
-            return envelope(state, 400, "Request body is not valid JSON")
+        checked = await admit(state, request, endpoint_name(path))
+        if isinstance(checked, Response):
+            return checked
+        admitted, body = checked
         callback = body.get("callBackUrl")
         if path in self.callback_paths and not (isinstance(callback, str) and callback.strip()):
             return envelope(state, 422, NO_CALLBACK)
@@ -443,7 +435,7 @@ class SunoSandbox:
             "successFlag": "成功",
             "errorCode": None,
             "errorMsg": None,
-            "createTime": clock_text(task.create_time),
+            "createTime": clock(task.create_time),
         }
 
     def timestamped_lyrics(self, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -565,7 +557,7 @@ class SunoSandbox:
                 "modelName": "chirp-" + version.lower().replace("_", "-"),
                 "title": str(task.input.get("title") or "Sandbox Song"),
                 "tags": str(task.input.get("style") or task.input.get("tags") or ""),
-                "createTime": clock_text(task.create_time),
+                "createTime": clock(task.create_time),
                 "duration": seconds if audio else None,
             }
             if callback:
@@ -651,10 +643,10 @@ class SunoSandbox:
         }
 
     def wav_record(self, task: SandboxTask) -> dict[str, Any]:
-        return self._single_file_record(task, "audioWavUrl", self._word(task), clock_text)
+        return self._single_file_record(task, "audioWavUrl", self._word(task), clock)
 
     def mp4_record(self, task: SandboxTask) -> dict[str, Any]:
-        return self._single_file_record(task, "videoUrl", self._word(task), clock_text)
+        return self._single_file_record(task, "videoUrl", self._word(task), clock)
 
     def stem_layout(self, task: SandboxTask) -> tuple[tuple[str, str], ...]:
         return SPLIT_STEM if task.model == "suno/split-stem" else SEPARATE_VOCAL

@@ -38,12 +38,20 @@ from starlette.routing import Route
 from kie import catalog
 from kie.catalog.spec import ModelSpec
 from kie.protocol.task import as_int
-from kie.sandbox.engine import Engine
-from kie.sandbox.families.companion import clock, companion_url
-from kie.sandbox.families.successflag import error_code, param_json, start, status_gate
+from kie.sandbox.families.legacy import (
+    LegacySandbox,
+    admit,
+    clock,
+    companion_url,
+    error_code,
+    param_json,
+    record_answer,
+    start,
+    status_gate,
+)
 from kie.sandbox.http import envelope
-from kie.sandbox.state import SandboxState, SandboxTask
-from kie.sandbox.tasks import Admitted, find_task, flat_values, gate, json_body, launch, legacy_spec
+from kie.sandbox.state import SandboxTask
+from kie.sandbox.tasks import find_task, legacy_spec
 
 GENERATE = "/api/v1/veo/generate"
 EXTEND = "/api/v1/veo/extend"
@@ -72,16 +80,17 @@ def flag(task: SandboxTask) -> int:
     return 0
 
 
+def four_k_answer(task_id: str) -> dict[str, Any]:
+    """The 4K create answer: the new task id, its URLs still empty."""
+    return {"taskId": task_id, "resultUrls": None, "imageUrls": None}
+
+
 def aspect(task: SandboxTask) -> str:
     return str(task.input.get("aspect_ratio") or task.input.get("aspectRatio") or "16:9")
 
 
-class VeoSandbox:
+class VeoSandbox(LegacySandbox):
     api = "veo"
-
-    def __init__(self, state: SandboxState, engine: Engine) -> None:
-        self.state = state
-        self.engine = engine
 
     def routes(self) -> list[Route]:
         return [
@@ -112,7 +121,7 @@ class VeoSandbox:
         failed = task.state == "fail"
         data: dict[str, Any] = {
             "taskId": task.task_id,
-            "paramJson": param_json(task),
+            "paramJson": param_json(task, sort_keys=True),
             "completeTime": clock(task.complete_time) if task.terminal else None,
             "response": self.response(task) if task.state == "success" else None,
             "successFlag": flag(task),
@@ -125,17 +134,8 @@ class VeoSandbox:
         return data
 
     # -- routes -------------------------------------------------------------------------------------
-    async def _admit(self, request: Request, endpoint: str) -> tuple[Admitted, dict[str, Any]] | Response:
-        admitted = await gate(self.state, request, endpoint)
-        if not isinstance(admitted, Admitted):
-            return admitted
-        body = await json_body(request)
-        if body is None:
-            return envelope(self.state, 400, "Request body is not valid JSON")
-        return admitted, body
-
     async def generate(self, request: Request) -> Response:
-        admitted = await self._admit(request, "veo/generate")
+        admitted = await admit(self.state, request, "veo/generate")
         if isinstance(admitted, Response):
             return admitted
         key, body = admitted
@@ -156,7 +156,7 @@ class VeoSandbox:
         return task
 
     async def extend(self, request: Request) -> Response:
-        admitted = await self._admit(request, "veo/extend")
+        admitted = await admit(self.state, request, "veo/extend")
         if isinstance(admitted, Response):
             return admitted
         key, body = admitted
@@ -174,7 +174,7 @@ class VeoSandbox:
         return spec
 
     async def four_k(self, request: Request) -> Response:
-        admitted = await self._admit(request, "veo/get-4k-video")
+        admitted = await admit(self.state, request, "veo/get-4k-video")
         if isinstance(admitted, Response):
             return admitted
         key, body = admitted
@@ -186,21 +186,7 @@ class VeoSandbox:
         if earlier is not None:
             return self.repeat_answer(earlier)
         spec = self.spec(GET_4K, body)
-        task = launch(
-            self.state,
-            self.engine,
-            request,
-            key,
-            spec=spec,
-            body=body,
-            values=flat_values(spec, body),
-            callback_url=body.get("callBackUrl"),
-        )
-        if not isinstance(task, SandboxTask):
-            return task
-        return envelope(
-            self.state, 200, "success", {"taskId": task.task_id, "resultUrls": None, "imageUrls": None}
-        )
+        return start(self.state, self.engine, request, key, spec, body, answer=four_k_answer)
 
     def four_k_of(self, source: SandboxTask, index: int) -> SandboxTask | None:
         """The running or finished 4K task of a source video; a failed one does not block a new request."""
@@ -218,8 +204,7 @@ class VeoSandbox:
 
     def repeat_answer(self, task: SandboxTask) -> Response:
         if task.state != "success":
-            data = {"taskId": task.task_id, "resultUrls": None, "imageUrls": None}
-            return envelope(self.state, 422, FOUR_K_PROCESSING, data)
+            return envelope(self.state, 422, FOUR_K_PROCESSING, four_k_answer(task.task_id))
         response = self.response(task)
         data = {
             "taskId": task.task_id,
@@ -266,13 +251,7 @@ class VeoSandbox:
             return envelope(self.state, 200, "success", {"resultUrl": job["url"]})
 
     async def record_info(self, request: Request) -> Response:
-        task_id = await status_gate(self.state, request, "veo/record-info")
-        if isinstance(task_id, Response):
-            return task_id
-        task = find_task(self.state, task_id, self.api)
-        if task is None:
-            return envelope(self.state, 422, "record is null")
-        return envelope(self.state, 200, "success", self.record(task))
+        return await record_answer(self.state, request, self.record, api=self.api, endpoint="veo/record-info")
 
     # -- callbacks ----------------------------------------------------------------------------------
     def callback_bodies(self, task: SandboxTask) -> list[dict[str, Any]]:
