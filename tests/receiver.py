@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from kie.sandbox.server import free_socket
+from kie.webhooks import Receiver
 
 
 @dataclass
@@ -60,3 +63,36 @@ class CallbackReceiver:
         self._server.should_exit = True
         self._thread.join(timeout=5)
         self._socket.close()
+
+
+class Served:
+    """A `kie.webhooks.Receiver` served on a free loopback port in a thread."""
+
+    def __init__(self, receiver: Receiver) -> None:
+        self.receiver = receiver
+        self.socket = free_socket()
+        host, port = self.socket.getsockname()[:2]
+        self.url = f"http://{host}:{port}"
+        self.server = uvicorn.Server(uvicorn.Config(receiver.app(), log_level="warning", lifespan="on"))
+        self.thread = threading.Thread(target=lambda: self.server.run(sockets=[self.socket]), daemon=True)
+
+    def __enter__(self) -> Served:
+        self.thread.start()
+        deadline = time.monotonic() + 5
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.socket.close()
+
+
+def until(check: Callable[[], object], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.01)
+    raise AssertionError("condition not reached")

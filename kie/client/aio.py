@@ -199,13 +199,14 @@ class AsyncKie:
         deadline: float | None = None,
         on_status: StatusHook | None = None,
         poll_now: bool = False,
+        poll: PollPolicy | None = None,
     ) -> TaskStatus:
         spec = catalog.get(model) if isinstance(model, str) else model
         result: TaskStatus = await self.run(
             flows.wait(
                 spec,
                 task_id,
-                policy=self.config.poll,
+                policy=poll or self.config.poll,
                 clock=time.monotonic,
                 deadline=deadline or self.config.settings.timeouts.task_deadline,
                 learned=self.config.learned,

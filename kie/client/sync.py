@@ -183,6 +183,7 @@ class Kie:
         deadline: float | None = None,
         on_status: StatusHook | None = None,
         poll_now: bool = False,
+        poll: PollPolicy | None = None,
     ) -> TaskStatus:
         """Poll until the task is done. Raises `TaskFailedError`, or `TimeoutError` at the deadline."""
         spec = catalog.get(model) if isinstance(model, str) else model
@@ -190,7 +191,7 @@ class Kie:
             flows.wait(
                 spec,
                 task_id,
-                policy=self.config.poll,
+                policy=poll or self.config.poll,
                 clock=time.monotonic,
                 deadline=deadline or self.config.settings.timeouts.task_deadline,
                 learned=self.config.learned,

@@ -14,7 +14,7 @@ import json
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +109,13 @@ class BatchRunner:
         # The ledger's slots share the account pace between processes; this pacer enforces the spacing
         # at the moment of sending, where event-loop jitter would otherwise bunch two creates together.
         self.pace = options.create_interval * 1.06
+        # With a callback receiver, polling is only the safety net for lost callbacks: the first poll
+        # comes at three times the expected duration, then sparsely.
+        self._poll = (
+            replace(client.config.poll, first_fraction=3.0, growth=0.5, max_interval=600.0)
+            if options.webhook_base
+            else None
+        )
         if client.config.create_pacer is None and self.pace > 0:
             client.config.create_pacer = Pacer(self.pace)
 
@@ -287,10 +294,30 @@ class BatchRunner:
         finally:
             self._slots.release()
 
+    async def _callback_window(self, job: RowMapping, spec: ModelSpec) -> bool:
+        """In webhook mode, watch the ledger until the safety-net time; True if a callback settled it."""
+        scale = self.client.config.poll.scale
+        window = 3.0 * spec.traits.typical_seconds * scale
+        step = max(0.01, window / 12)
+        waited = 0.0
+        while waited < window:
+            await asyncio.sleep(step)
+            waited += step
+            current = self.ledger.job(job["id"])
+            if current is None or current["state"] != RUNNING:
+                return True
+        return False
+
     async def _wait(self, job: RowMapping, spec: ModelSpec, resumed: bool) -> TaskStatus | None:
+        if self._poll is not None and not resumed and await self._callback_window(job, spec):
+            return None  # the receiver recorded the result (and is saving the files)
         try:
             return await self.client.wait(
-                job["task_id"], spec, deadline=self.options.deadline, poll_now=resumed
+                job["task_id"],
+                spec,
+                deadline=self.options.deadline,
+                poll_now=resumed or self._poll is not None,
+                poll=self._poll,
             )
         except TaskFailedError as exc:
             self.ledger.transition(

@@ -4,48 +4,25 @@ lost creates recovered through their token, forgeries and strangers refused."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from kie import catalog
 from kie.client import Kie
 from kie.errors import SubmissionUnknownError
 from kie.protocol import flows
-from kie.sandbox.server import SandboxServer, free_socket
+from kie.sandbox.server import SandboxServer
 from kie.store import DONE, PENDING, RUNNING, SUBMITTING, UNKNOWN, Ledger, NewJob
 from kie.webhooks import Receiver, callback_url, sign
 from tests.conftest import FAST_RETRY, client_settings, poll_policy
+from tests.receiver import Served, until
 
 KEY = "whk-receiver-test"
 pytestmark = pytest.mark.parametrize("sandbox", [{"webhook_key": KEY}], indirect=True)
-
-
-class Served:
-    def __init__(self, receiver: Receiver) -> None:
-        self.receiver = receiver
-        self.socket = free_socket()
-        host, port = self.socket.getsockname()[:2]
-        self.url = f"http://{host}:{port}"
-        self.server = uvicorn.Server(uvicorn.Config(receiver.app(), log_level="warning", lifespan="on"))
-        self.thread = threading.Thread(target=lambda: self.server.run(sockets=[self.socket]), daemon=True)
-
-    def __enter__(self) -> Served:
-        self.thread.start()
-        deadline = time.monotonic() + 5
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.socket.close()
 
 
 @pytest.fixture
@@ -60,15 +37,6 @@ def served(sandbox: SandboxServer, ledger: Ledger, tmp_path: Path) -> Iterator[S
     )
     with Served(receiver) as running:
         yield running
-
-
-def until(check: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.01)
-    raise AssertionError("condition not reached")
 
 
 def new_job(ledger: Ledger, model: str = "nano-banana-pro", values: dict | None = None) -> str:
@@ -213,3 +181,19 @@ def test_send_test_against_the_receiver(
     assert forged.exit_code == 0 and json.loads(forged.stdout)["accepted"] is False
     stranger = runner.invoke(app, ["webhook", "send-test", f"{served.url}/kie/callback/nope"])
     assert stranger.exit_code == 1 and "WRONG" in stranger.stdout
+
+
+def test_the_webhook_key_never_reaches_the_logs(
+    sandbox: SandboxServer, ledger: Ledger, served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    job_id = new_job(ledger)
+    token = ledger.job(job_id)["callback_token"]  # type: ignore[index]
+    body = {"code": 200, "data": {"taskId": "t-x", "state": "success"}}
+    post(served, token, body, "t-x", key="forged-key")
+    post(served, "unknown", body, "t-x")
+    submit_with_token(sandbox, ledger, served, job_id)
+    until(lambda: ledger.job(job_id)["state"] == DONE)  # type: ignore[index]
+    assert caplog.records and KEY not in caplog.text and "forged-key" not in caplog.text
