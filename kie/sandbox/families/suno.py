@@ -56,6 +56,7 @@ from starlette.routing import Route
 from kie import catalog
 from kie.catalog.spec import ModelSpec
 from kie.errors import KieError
+from kie.protocol.families.suno import STEM_KEYS  # the documented stem fields, one list for both sides
 from kie.sandbox.engine import Engine
 from kie.sandbox.families.legacy import admit, clock, status_gate
 from kie.sandbox.http import envelope, public_url
@@ -102,22 +103,6 @@ OPERATIONS = {
     "/api/v1/generate/upload-cover": ("UPLOAD_COVER", "upload_cover"),
     "/api/v1/generate/upload-extend": ("UPLOAD_EXTEND", "upload_extend"),
 }
-STEM_KEYS = (
-    "vocalUrl",
-    "instrumentalUrl",
-    "backingVocalsUrl",
-    "drumsUrl",
-    "bassUrl",
-    "guitarUrl",
-    "pianoUrl",
-    "keyboardUrl",
-    "percussionUrl",
-    "stringsUrl",
-    "synthUrl",
-    "fxUrl",
-    "brassUrl",
-    "woodwindsUrl",
-)
 SEPARATE_VOCAL = (("vocalUrl", "Vocals"), ("instrumentalUrl", "Instrumental"))
 SPLIT_STEM = (
     ("vocalUrl", "Vocals"),
