@@ -6,6 +6,7 @@ User mistakes end in one sentence on stderr and exit code 2; nothing prints a tr
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 
 from kie.cli import batch_cmds, client_cmds, pricing, webhook_cmds
 from kie.cli._common import err_console
@@ -31,7 +32,7 @@ def main() -> None:
     try:
         app()
     except KieError as exc:
-        err_console.print(f"[bold red]Error:[/] {exc}")
+        err_console.print(f"[bold red]Error:[/] {escape(str(exc))}")
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         err_console.print("Interrupted.")

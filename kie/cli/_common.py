@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -17,8 +18,13 @@ err_console = Console(stderr=True, highlight=False)
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """End the command with one clear sentence and no traceback."""
-    err_console.print(f"[bold red]Error:[/] {message}", markup=True, soft_wrap=True)
+    err_console.print(f"[bold red]Error:[/] {escape(message)}", markup=True, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def print_problem(line: int, message: str) -> None:
+    """One invalid batch row, markup-safe (messages quote things like `[prices]`)."""
+    err_console.print(f"[red]line {line}:[/] {escape(message)}", soft_wrap=True)
 
 
 def parse_value(text: str) -> Any:

@@ -17,7 +17,7 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from kie.cli._common import console, err_console, fail, fmt_credits, fmt_usd, print_json
+from kie.cli._common import console, err_console, fail, fmt_credits, fmt_usd, print_json, print_problem
 from kie.client import AsyncKie
 from kie.config import Settings, load_settings
 from kie.errors import KieError
@@ -170,7 +170,11 @@ def _run(
                 loop.add_signal_handler(signal.SIGINT, on_sigint)
                 return await runner.run()
 
-    live = contextlib.nullcontext() if json_ else Live(progress, console=err_console, refresh_per_second=4)
+    live = (
+        contextlib.nullcontext()
+        if json_
+        else Live(progress, console=err_console, refresh_per_second=4, transient=True)
+    )
     try:
         with live:
             return asyncio.run(main())
@@ -251,7 +255,7 @@ def batch_run(
     except KieError as exc:
         fail(str(exc))
     for error in plan.errors:
-        err_console.print(f"[red]line {error.line}:[/] {error.message}")
+        print_problem(error.line, error.message)
     if plan.errors and not skip_invalid:
         fail(f"{len(plan.errors)} invalid rows; nothing was submitted. Fix them or pass --skip-invalid.")
     budget = max_credits if max_credits is not None else settings.max_credits

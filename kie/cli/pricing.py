@@ -11,7 +11,15 @@ from rich.table import Table
 
 from kie import catalog
 from kie.catalog.pricing import Estimate
-from kie.cli._common import console, err_console, fail, fmt_credits, fmt_usd, parse_pairs, print_json
+from kie.cli._common import (
+    console,
+    fail,
+    fmt_credits,
+    fmt_usd,
+    parse_pairs,
+    print_json,
+    print_problem,
+)
 from kie.cli.models import estimate_json, price_text
 from kie.config import Settings, load_settings
 from kie.errors import KieError
@@ -137,7 +145,7 @@ def _cost_file(path: Path, default_model: str | None, settings: Settings, json_:
                 f"[yellow]{unknown_rows} rows have no known price; the total covers only known prices.[/]"
             )
         for line, message in problems:
-            err_console.print(f"[red]line {line}:[/] {message}")
+            print_problem(line, message)
     if problems:
         raise typer.Exit(1)
 
