@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import mimetypes
-import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,6 @@ from typing import Any
 from kie.catalog.spec import ModelSpec
 from kie.errors import (
     DownloadError,
-    KieError,
     NotFoundError,
     SubmissionUnknownError,
     TaskFailedError,
@@ -277,19 +275,15 @@ def upload_inputs(spec: ModelSpec, values: Mapping[str, Any], *, upload_path: st
     return result
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 __all__ = [
     "Effect",
     "Fetch",
     "FetchFailed",
     "Flow",
-    "KieError",
     "Send",
     "Sleep",
     "download",
+    "save_text",
     "status_once",
     "submit",
     "task_failed",

@@ -14,7 +14,6 @@ import hmac
 import ipaddress
 import json
 import time
-from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
@@ -218,6 +217,3 @@ class Engine:
                     task.task_id, url, body, dict(headers), attempt, status, error, self.state.now()
                 )
             )
-
-
-NowMs = Callable[[], int]

@@ -31,7 +31,7 @@ def param_string(task: SandboxTask) -> str:
     return json.dumps(param, separators=(",", ":"))
 
 
-def record(task: SandboxTask, *, now: float) -> dict[str, Any]:
+def record(task: SandboxTask) -> dict[str, Any]:
     data: dict[str, Any] = {
         "taskId": task.task_id,
         "model": task.model,
@@ -99,7 +99,7 @@ class MarketSandbox:
         return await record_answer(
             self.state,
             request,
-            lambda task: record(task, now=self.state.now()),
+            record,
             api=self.api,
             endpoint="recordInfo",
             missing=(422, "recordInfo is null"),
@@ -109,7 +109,7 @@ class MarketSandbox:
         return [self.callback_body(task)]
 
     def callback_body(self, task: SandboxTask) -> dict[str, Any]:
-        data = record(task, now=self.state.now())
+        data = record(task)
         data["updateTime"] = task.complete_time
         data["creditsConsumed"] = task.credits_consumed
         if task.state == "success":
