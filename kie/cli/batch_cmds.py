@@ -114,7 +114,6 @@ class Progress:
         self.ledger, self.batch_id, self.budget, self.json = ledger, batch_id, budget, json_
         self.started = time.monotonic()
         self.done_at_start = ledger.counts(batch_id).get("done", 0)
-        self.last = 0.0
 
     def event(self, kind: str, data: Mapping[str, Any]) -> None:
         if self.json:

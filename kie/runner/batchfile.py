@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kie import catalog
-from kie.catalog.validate import ValidatedInput
 from kie.errors import KieError
 
 RESERVED = ("id", "model", "output", "then")
@@ -126,7 +124,3 @@ def read_batch(path: Path, *, default_model: str | None = None) -> ParsedBatch:
             seen_ids[row_id] = line
         batch.rows.append(Row(line, str(model), values, row_id, raw.get("output"), tuple(then)))
     return batch
-
-
-def validate_row(row: Row) -> ValidatedInput:
-    return catalog.validate(row.model, row.input)
