@@ -85,10 +85,19 @@ class AsyncKie:
             follow_redirects=True,
             transport=transport or async_transport(limits),
         )
+        # Creates travel on their own small pool, outside the admission queue: they are already paced, and
+        # waiting behind a burst of polls would bunch them on the wire into the account's rate limit.
+        self._creates = httpx.AsyncClient(
+            headers=self.config.headers(),
+            timeout=self.config.timeout,
+            transport=transport or async_transport(httpx.Limits(max_connections=8)),
+        )
+        self._last_create = float("-inf")
         scale = self.config.poll.scale
         self._status_pacer = Pacer(scale / status_reads_per_second if status_reads_per_second > 0 else 0.0)
         # At most as many requests in the pool as it has connections: httpcore rescans its whole wait
         # queue on every release, which turns thousands of waiting coroutines into quadratic CPU.
+        self.max_connections = max_connections
         self._admission = asyncio.Semaphore(max_connections)
         self.requests_sent = 0
 
@@ -101,6 +110,7 @@ class AsyncKie:
     async def close(self) -> None:
         await self._http.aclose()
         await self._files.aclose()
+        await self._creates.aclose()
 
     # -- the driver -------------------------------------------------------------------------------
     async def run(self, flow: Flow) -> Any:
@@ -127,10 +137,9 @@ class AsyncKie:
 
     async def _send(self, effect: Send) -> Envelope:
         request = effect.request
+        create = request.kind == "create"
         pacer = (
-            self.config.create_pacer
-            if request.kind == "create"
-            else (self._status_pacer if request.method == "GET" else None)
+            self.config.create_pacer if create else (self._status_pacer if request.method == "GET" else None)
         )
         if pacer is not None:
             await asyncio.sleep(pacer.reserve(time.monotonic()))
@@ -138,8 +147,12 @@ class AsyncKie:
             async for attempt in tenacity.AsyncRetrying(**retrying_args(self.config, request.kind)):
                 with attempt:
                     self.requests_sent += 1
-                    async with self._admission:
-                        response = await self._http.request(**httpx_args(self.config, request))
+                    if create:
+                        await self._create_gap()
+                        response = await self._creates.request(**httpx_args(self.config, request))
+                    else:
+                        async with self._admission:
+                            response = await self._http.request(**httpx_args(self.config, request))
                     return check(effect, read_envelope(response))
         except Exception as exc:
             final = final_error(request.kind, exc, label=request.name, model=effect.model)
@@ -147,6 +160,15 @@ class AsyncKie:
                 raise
             raise final from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _create_gap(self) -> None:
+        """Keep creates a full interval apart at departure, even when a wake-up came late."""
+        pacer = self.config.create_pacer
+        if pacer is None:
+            return
+        while (gap := self._last_create + pacer.interval - time.monotonic()) > 0:
+            await asyncio.sleep(gap)
+        self._last_create = time.monotonic()
 
     async def _fetch(self, effect: Fetch) -> SavedFile:
         async for attempt in tenacity.AsyncRetrying(**retrying_args(self.config, "download")):

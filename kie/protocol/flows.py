@@ -117,6 +117,85 @@ def status_once(spec: ModelSpec | None, task_id: str) -> Flow:
     return family.parse_status(env, task_id)
 
 
+@dataclass(slots=True)
+class Watch:
+    """One task being waited for: the polling rules as plain state.
+
+    `wait` drives one of these in a loop; the batch runner keeps thousands in one heap (a coroutine
+    per task would cost about 20 kB each). Both therefore follow the same schedule, grace window and
+    deadline. Times come from the caller's monotonic clock, in scaled seconds.
+    """
+
+    spec: ModelSpec | None
+    task_id: str
+    policy: PollPolicy
+    start: float
+    give_up_at: float
+    deadline: float
+    expected: float
+    learned: PollClock | None = None
+    polls: int = 0
+
+    @classmethod
+    def begin(
+        cls,
+        spec: ModelSpec | None,
+        task_id: str,
+        *,
+        policy: PollPolicy,
+        now: float,
+        deadline: float,
+        learned: PollClock | None = None,
+        elapsed: float = 0.0,
+    ) -> Watch:
+        """Start watching; `elapsed` is how long the task has already run (a resumed batch), which
+        moves the schedule on but leaves the whole deadline to this watch."""
+        expected = spec.traits.typical_seconds if spec is not None else 30.0
+        if learned is not None and spec is not None:
+            expected = learned.expected(spec.id, expected)
+        return cls(
+            spec, task_id, policy, now - max(0.0, elapsed), now + deadline, deadline, expected, learned
+        )
+
+    def delay(self, now: float) -> float:
+        """Seconds until the next poll; raises `TimeoutError` once the deadline has passed."""
+        remaining = self.give_up_at - now
+        if remaining <= 0:
+            raise TimeoutError(
+                f"Task {self.task_id} did not finish within {self.deadline:.0f} s; it may still be running "
+                f"on Kie. Fetch it later with `kie task get {self.task_id}`.",
+                task_id=self.task_id,
+            )
+        return min(next_delay(self.policy, now - self.start, self.expected), remaining)
+
+    def send(self) -> Send:
+        family = family_for(self.spec)
+        return Send(family.status_request(self.spec, self.task_id), answers=family.answers())
+
+    def read(self, env: Envelope, now: float) -> TaskStatus | None:
+        """The task's status, or None while Kie cannot see it yet (inside the grace window)."""
+        self.polls += 1
+        family = family_for(self.spec)
+        if family.not_visible(env):
+            if now - self.start < self.policy.scaled(self.policy.not_visible_grace):
+                return None
+            raise NotFoundError(
+                f"Kie still has no record of task {self.task_id} after the grace window ({env.msg}).",
+                code=env.code,
+                task_id=self.task_id,
+            )
+        status = family.parse_status(env, self.task_id)
+        if status.state is TaskState.SUCCEEDED and self.learned is not None and self.spec is not None:
+            self.learned.observe(self.spec.id, (now - self.start) / (self.policy.scale or 1.0), self.expected)
+        return status
+
+
+def poll(watch: Watch, clock: Callable[[], float]) -> Flow:
+    """Ask once about a watched task; return its status (None while not visible yet)."""
+    env: Envelope = yield watch.send()
+    return watch.read(env, clock())
+
+
 def wait(
     spec: ModelSpec | None,
     task_id: str,
@@ -129,44 +208,19 @@ def wait(
     on_status: StatusHook | None = None,
 ) -> Flow:
     """Poll until the task is terminal; return the final `TaskStatus` (raise on failure or deadline)."""
-    family = family_for(spec)
-    expected = spec.traits.typical_seconds if spec is not None else 30.0
-    if learned is not None and spec is not None:
-        expected = learned.expected(spec.id, expected)
-    start = clock()
-    polls = 0
-    first = True
+    watch = Watch.begin(spec, task_id, policy=policy, now=clock(), deadline=deadline, learned=learned)
+    if not poll_now:
+        yield Sleep(watch.delay(clock()))
     while True:
-        elapsed = clock() - start
-        remaining = deadline - elapsed
-        if remaining <= 0:
-            raise TimeoutError(
-                f"Task {task_id} did not finish within {deadline:.0f} s; it may still be running on Kie. "
-                f"Fetch it later with `kie task get {task_id}`.",
-                task_id=task_id,
-            )
-        if not (first and poll_now):
-            yield Sleep(min(next_delay(policy, elapsed, expected), remaining))
-        first = False
-        env: Envelope = yield Send(family.status_request(spec, task_id), answers=family.answers())
-        polls += 1
-        if family.not_visible(env):
-            if clock() - start < policy.scaled(policy.not_visible_grace):
-                continue
-            raise NotFoundError(
-                f"Kie still has no record of task {task_id} after the grace window ({env.msg}).",
-                code=env.code,
-                task_id=task_id,
-            )
-        status = family.parse_status(env, task_id)
-        if on_status is not None:
-            on_status(status, polls)
-        if status.state is TaskState.SUCCEEDED:
-            if learned is not None and spec is not None:
-                learned.observe(spec.id, (clock() - start) / (policy.scale or 1.0), expected)
-            return status
-        if status.state is TaskState.FAILED:
-            raise task_failed(status)
+        status = yield from poll(watch, clock)
+        if status is not None:
+            if on_status is not None:
+                on_status(status, watch.polls)
+            if status.state is TaskState.SUCCEEDED:
+                return status
+            if status.state is TaskState.FAILED:
+                raise task_failed(status)
+        yield Sleep(watch.delay(clock()))
 
 
 def task_failed(status: TaskStatus) -> TaskFailedError:

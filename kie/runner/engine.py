@@ -1,10 +1,11 @@
 """The batch engine: submit at the account's pace, wait, download, and record every step in the ledger.
 
 One asyncio loop runs everything. Creates are paced by a limiter kept in the ledger (one slot per
-`create_interval`, shared by every process on the store), running tasks are capped, and each running
-task is watched by one coroutine that polls on the adaptive schedule and downloads the moment its task
-succeeds. Every state change is committed before the next step, so the process may be killed at any
-instant: a rerun resumes from the ledger, never pays twice, and never loses a paid result.
+`create_interval`, shared by every process on the store) and running tasks are capped. Running tasks
+wait in one `Watcher` heap that polls each on the adaptive schedule, and a few download workers save
+each result the moment its task succeeds. Every state change is committed before the next step, so the
+process may be killed at any instant: a rerun resumes from the ledger, never pays twice, and never
+loses a paid result.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-
-from sqlalchemy.engine import RowMapping
 
 from kie import catalog
 from kie.catalog.spec import ModelSpec
@@ -34,15 +33,15 @@ from kie.errors import (
     MaintenanceError,
     RateLimitError,
     SubmissionUnknownError,
-    TaskFailedError,
-    TimeoutError,
     TransportError,
     ValidationError,
 )
 from kie.protocol import flows
 from kie.protocol.files import SavedFile, safe_stem
+from kie.protocol.flows import Watch
 from kie.protocol.polling import Pacer
 from kie.protocol.task import TaskState, TaskStatus
+from kie.runner.watcher import Watcher
 from kie.store import (
     DONE,
     FAILED,
@@ -53,6 +52,7 @@ from kie.store import (
     SUCCEEDED,
     UNKNOWN,
     Ledger,
+    Record,
 )
 from kie.webhooks.receiver import callback_url
 
@@ -84,8 +84,12 @@ class RunResult:
 @dataclass
 class _State:
     queue: deque[str] = field(default_factory=deque)
-    active: set[asyncio.Task[None]] = field(default_factory=set)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    busy: int = 0  # jobs holding a running slot: being submitted, watched or downloaded
     stop_reason: str | None = None
+
+
+DOWNLOADERS = 16
 
 
 class BatchRunner:
@@ -128,7 +132,7 @@ class BatchRunner:
         self._stopping.set()
         self.on_event("stopping", {"reason": reason})
 
-    def _emit(self, kind: str, job: RowMapping | None = None, **data: Any) -> None:
+    def _emit(self, kind: str, job: Record | None = None, **data: Any) -> None:
         payload = dict(data)
         if job is not None:
             payload.update(
@@ -144,72 +148,99 @@ class BatchRunner:
             self._emit("unknown", None, count=expired, reason="a previous run stopped while submitting")
         self.write_manifest()
         self.ledger.set_paused(self.batch_id, None)
-        for job in self.ledger.jobs(batch_id=self.batch_id, states=[RUNNING, SUCCEEDED]):
-            await self._slots.acquire()
-            self._spawn(self._watch(job, resumed=True))
-        for job in self.ledger.jobs(batch_id=self.batch_id, states=[PENDING]):
-            if self._ready(job):
-                self._state.queue.append(job["id"])
-        await self._submit_loop()
-        while self._state.active:
-            await asyncio.gather(*list(self._state.active), return_exceptions=True)
+        self._idle = asyncio.Event()
+        self._downloads: asyncio.Queue[tuple[str, TaskStatus]] = asyncio.Queue()
+        self._watcher = Watcher(self.client, self._settled, concurrency=self.client.max_connections)
+        # Creates under way at once: beyond the connection pool they would only queue, each holding
+        # its coroutine, row and request (the peak memory of an unthrottled burst).
+        self._sending = asyncio.Semaphore(self.client.max_connections)
+        background = [self._spawn(self._watcher.run())]
+        background += [self._spawn(self._download_worker()) for _ in range(DOWNLOADERS)]
+        if self._poll is not None:
+            background.append(self._spawn(self._sweep()))
+        try:
+            for job in self.ledger.jobs(batch_id=self.batch_id, states=[RUNNING, SUCCEEDED]):
+                await self._take_slot()
+                if job["state"] == SUCCEEDED:
+                    status = TaskStatus(
+                        job["task_id"], TaskState.SUCCEEDED, result_urls=tuple(job["result_urls"] or ())
+                    )
+                    self._downloads.put_nowait((job["id"], status))
+                else:
+                    self._watcher.add(job["id"], self._watch_for(job, resumed=True), now=True)
+            self._state.queue.extend(self.ledger.ready_ids(self.batch_id))
+            await self._submit_loop()
+            while self._state.busy:
+                self._idle.clear()
+                await self._idle.wait()
+        finally:
+            self._watcher.close()
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
         self.write_manifest()
         if self._state.stop_reason:
             self.ledger.set_paused(self.batch_id, self._state.stop_reason)
         spent, flight = self.ledger.spend(self.batch_id)
         return RunResult(self.ledger.counts(self.batch_id), self._state.stop_reason, spent, flight)
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)
-        self._state.active.add(task)
-        task.add_done_callback(self._state.active.discard)
+        self._state.tasks.add(task)
+        task.add_done_callback(self._state.tasks.discard)
+        return task
 
-    def _ready(self, job: RowMapping) -> bool:
-        """A pipeline step waits for its parent's result; a first step is always ready."""
-        if job["parent_job_id"] is None:
-            return True
-        parent = self.ledger.job(job["parent_job_id"])
-        return parent is not None and parent["state"] == DONE
+    async def _take_slot(self) -> None:
+        await self._slots.acquire()
+        self._state.busy += 1
+
+    def _free_slot(self) -> None:
+        self._slots.release()
+        self._state.busy -= 1
+        if self._state.busy == 0:
+            self._idle.set()
 
     async def _submit_loop(self) -> None:
         while not self._stopping.is_set():
             if not self._state.queue:
-                if not self._state.active:
+                if not self._state.busy:
                     return
                 await asyncio.sleep(0.05)
                 continue
-            await self._slots.acquire()
+            await self._take_slot()
             if self._stopping.is_set():
-                self._slots.release()
+                self._free_slot()
                 return
             job_id = self._state.queue.popleft()
             job = self.ledger.job(job_id)
             if job is None or job["state"] != PENDING:
-                self._slots.release()
+                self._free_slot()
                 continue
             wait = self.ledger.reserve_slot(self.options.limiter_name, self.pace)
             if wait > 0:
                 await asyncio.sleep(wait)
-            self._spawn(self._submit(job))
+            await self._sending.acquire()
+            self._spawn(self._submit(job)).add_done_callback(lambda _: self._sending.release())
 
     # -- one job --------------------------------------------------------------------------------------
-    async def _submit(self, job: RowMapping) -> None:
+    async def _submit(self, job: Record) -> None:
+        """Claim, create, record the task id, and hand the task to the watcher (the slot goes with it)."""
         spec = catalog.get(job["model"])
         values = dict(job["input"])
         if self._stopping.is_set():  # stopped between scheduling and claiming: not sent, stays pending
-            self._slots.release()
+            self._free_slot()
             return
         try:
             claimed = self.ledger.claim_for_submit(
                 job["id"], self.options.lease_seconds, values, budget=self.options.max_credits
             )
         except BudgetExceededError:
-            self._slots.release()
+            self._free_slot()
             self._state.queue.appendleft(job["id"])
             self.stop_submitting("budget")
             return
         if claimed is None:
-            self._slots.release()
+            self._free_slot()
             return
         self._emit("submitting", claimed)
         callback: str | None
@@ -224,11 +255,11 @@ class BatchRunner:
                 job["id"], SUBMITTING, UNKNOWN, {"error": str(exc)}, error_message=str(exc)
             )
             self._emit("unknown", claimed, error=str(exc))
-            self._slots.release()
+            self._free_slot()
             return
         except KieError as exc:
             self._refused(claimed, exc)
-            self._slots.release()
+            self._free_slot()
             return
         if not self.ledger.mark_running(claimed, created.task_id):
             # The lease was taken from us (e.g. judged crashed): the task id is the first evidence.
@@ -238,9 +269,25 @@ class BatchRunner:
         running = self.ledger.job(job["id"])
         assert running is not None
         self._emit("running", running)
-        await self._watch(running, resumed=False, immediate=created.status)
+        if created.status is not None:
+            self._settled(running["id"], created.status)
+        else:
+            self._watcher.add(running["id"], self._watch_for(running, resumed=False))
 
-    def _refused(self, job: RowMapping, exc: KieError) -> None:
+    def _watch_for(self, job: Record, *, resumed: bool) -> Watch:
+        """A resumed job's schedule counts the time it already ran; its deadline starts afresh."""
+        elapsed = time.time() - job["submitted_at"] if resumed and job["submitted_at"] else 0.0
+        return Watch.begin(
+            catalog.get(job["model"]),
+            job["task_id"],
+            policy=self._poll or self.client.config.poll,
+            now=time.monotonic(),
+            deadline=self.options.deadline,
+            learned=self.client.config.learned,
+            elapsed=elapsed,
+        )
+
+    def _refused(self, job: Record, exc: KieError) -> None:
         """Kie answered the create with a definitive no: nothing was created."""
         if isinstance(exc, InsufficientCreditsError):
             self.ledger.release(job, "402 insufficient credits")
@@ -266,75 +313,62 @@ class BatchRunner:
             )
             self._emit("rejected", job, error=str(exc))
 
-    async def _watch(self, job: RowMapping, *, resumed: bool, immediate: TaskStatus | None = None) -> None:
-        try:
-            spec = catalog.get(job["model"])
-            if job["state"] == SUCCEEDED:
-                status = TaskStatus(
-                    job["task_id"], TaskState.SUCCEEDED, result_urls=tuple(job["result_urls"] or ())
-                )
-            else:
-                finished = immediate or await self._wait(job, spec, resumed)
-                if finished is None:
-                    return
-                status = finished
-                moved = self.ledger.transition(
-                    job["id"],
-                    RUNNING,
-                    SUCCEEDED,
-                    {"cost_time": status.cost_time},
-                    result_urls=list(status.result_urls),
-                    cost_time=status.cost_time,
-                    completed_at=time.time(),
-                    actual_credits=status.credits_consumed,
-                )
-                if not moved:
-                    return  # a callback receiver recorded it first and is saving the files
-            await self._download(job, status)
-        finally:
-            self._slots.release()
-
-    async def _callback_window(self, job: RowMapping, spec: ModelSpec) -> bool:
-        """In webhook mode, watch the ledger until the safety-net time; True if a callback settled it."""
-        scale = self.client.config.poll.scale
-        window = 3.0 * spec.traits.typical_seconds * scale
-        step = max(0.01, window / 12)
-        waited = 0.0
-        while waited < window:
-            await asyncio.sleep(step)
-            waited += step
-            current = self.ledger.job(job["id"])
-            if current is None or current["state"] != RUNNING:
-                return True
-        return False
-
-    async def _wait(self, job: RowMapping, spec: ModelSpec, resumed: bool) -> TaskStatus | None:
-        if self._poll is not None and not resumed and await self._callback_window(job, spec):
-            return None  # the receiver recorded the result (and is saving the files)
-        try:
-            return await self.client.wait(
-                job["task_id"],
-                spec,
-                deadline=self.options.deadline,
-                poll_now=resumed or self._poll is not None,
-                poll=self._poll,
+    def _settled(self, job_id: str, outcome: TaskStatus | KieError) -> None:
+        """The watcher's verdict on a job: record it, then download or free the slot."""
+        if isinstance(outcome, TaskStatus) and outcome.state is TaskState.SUCCEEDED:
+            moved = self.ledger.transition(
+                job_id,
+                RUNNING,
+                SUCCEEDED,
+                {"cost_time": outcome.cost_time},
+                result_urls=list(outcome.result_urls),
+                cost_time=outcome.cost_time,
+                completed_at=time.time(),
+                actual_credits=outcome.credits_consumed,
             )
-        except TaskFailedError as exc:
+            if moved:
+                self._downloads.put_nowait((job_id, outcome))
+                return
+            # Otherwise a callback receiver recorded it first and is saving the files.
+        elif isinstance(outcome, TaskStatus):
             self.ledger.transition(
-                job["id"],
+                job_id,
                 RUNNING,
                 FAILED,
-                {"fail_code": exc.fail_code},
-                error_code=exc.fail_code,
-                error_message=exc.fail_msg,
+                {"fail_code": outcome.fail_code},
+                error_code=outcome.fail_code,
+                error_message=outcome.fail_msg,
                 completed_at=time.time(),
             )
-            self._emit("failed", job, error=str(exc))
-        except (TimeoutError, KieError) as exc:
-            self._emit("still_running", job, error=str(exc))
-        return None
+            self._emit("failed", self.ledger.job(job_id), error=str(flows.task_failed(outcome)))
+        else:
+            self._emit("still_running", self.ledger.job(job_id), error=str(outcome))
+        self._free_slot()
 
-    async def _download(self, job: RowMapping, status: TaskStatus) -> None:
+    async def _download_worker(self) -> None:
+        while True:
+            job_id, status = await self._downloads.get()
+            job = self.ledger.job(job_id)
+            try:
+                if job is not None:
+                    await self._download(job, status)
+            except Exception as exc:  # the disk, not Kie: the job stays `succeeded` for the next run
+                self._emit("download_failed", job, error=str(exc))
+            finally:
+                self._free_slot()
+
+    async def _sweep(self) -> None:
+        """In webhook mode a receiver settles jobs in the ledger: stop watching them, free their slots."""
+        after = self.ledger.last_event_id()
+        interval = max(0.01, self.client.config.poll.scale)
+        while True:
+            await asyncio.sleep(interval)
+            after, left = self.ledger.left_running(self.batch_id, after)
+            for job_id in left:
+                if self._watcher.drop(job_id):
+                    self._free_slot()
+
+    async def _download(self, job: Record, status: TaskStatus) -> None:
         stem = self._stem(job)
         try:
             saved: list[SavedFile] = await self.client.run(
@@ -361,7 +395,7 @@ class BatchRunner:
         self._emit("done", done, files=[r["path"] for r in records])
         self._release_children(done)
 
-    def _release_children(self, parent: RowMapping) -> None:
+    def _release_children(self, parent: Record) -> None:
         """Feed the first result of a finished step into the next step's input and queue it."""
         children = self.ledger.children_of(parent["id"], states=[PENDING])
         if not children:
@@ -378,12 +412,12 @@ class BatchRunner:
             self.ledger.transition(child["id"], PENDING, PENDING, {"input_from": parent["id"]}, input=values)
             self._state.queue.appendleft(child["id"])
 
-    def _stem(self, job: RowMapping) -> str:
+    def _stem(self, job: Record) -> str:
         base = job["output_name"] or job["row_key"] or job["task_id"] or job["id"]
         return safe_stem(f"{base}-s{job['step']}" if job["step"] else str(base))
 
     # -- manifest --------------------------------------------------------------------------------------
-    def _manifest_row(self, job: RowMapping) -> dict[str, Any]:
+    def _manifest_row(self, job: Record, files: list[Record]) -> dict[str, Any]:
         return {
             "row": job["row_key"],
             "step": job["step"],
@@ -394,26 +428,23 @@ class BatchRunner:
             "credits": job["actual_credits"]
             if job["actual_credits"] is not None
             else job["estimated_credits"],
-            "files": [
-                {"path": f["path"], "sha256": f["sha256"], "size": f["size"]}
-                for f in self.ledger.files_of(job["id"])
-            ],
+            "files": [{"path": f["path"], "sha256": f["sha256"], "size": f["size"]} for f in files],
             "error": job["error_message"] if job["state"] in (FAILED, REJECTED, UNKNOWN) else None,
         }
 
-    def _append_manifest(self, job: RowMapping) -> None:
+    def _append_manifest(self, job: Record) -> None:
+        row = self._manifest_row(job, self.ledger.files_of(job["id"]))
         with self.manifest_path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(self._manifest_row(job)) + "\n")
+            handle.write(json.dumps(row) + "\n")
 
     def write_manifest(self) -> None:
         """Rewrite the manifest from the ledger (atomically), so the two always agree."""
-        rows = [
-            self._manifest_row(j)
-            for j in self.ledger.jobs(batch_id=self.batch_id)
-            if j["state"] in (DONE, FAILED, REJECTED, UNKNOWN)
-        ]
         tmp = self.manifest_path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        with tmp.open("w", encoding="utf-8") as handle:
+            for job, files in self.ledger.iter_jobs(
+                batch_id=self.batch_id, states=[DONE, FAILED, REJECTED, UNKNOWN]
+            ):
+                handle.write(json.dumps(self._manifest_row(job, files)) + "\n")
         tmp.replace(self.manifest_path)
 
 

@@ -40,7 +40,9 @@ async def gate(
 ) -> Admitted | Response:
     """Authorise, count and apply faults; return the caller's identity or the answer to send."""
     key_id, denied = authorise(request, state)
-    state.count(endpoint, key_id or "anonymous", client=client_port(request))
+    task_id = request.query_params.get("taskId")  # a status read: introspection shows which task
+    details = {"taskId": task_id} if task_id else {}
+    state.count(endpoint, key_id or "anonymous", client=client_port(request), **details)
     if denied is not None:
         return denied
     assert key_id is not None

@@ -28,6 +28,7 @@ from kie.store.ledger import (
     UNKNOWN,
     Ledger,
     NewJob,
+    Record,
     default_store_url,
 )
 
@@ -46,5 +47,6 @@ __all__ = [
     "UNKNOWN",
     "Ledger",
     "NewJob",
+    "Record",
     "default_store_url",
 ]

@@ -18,7 +18,7 @@ import secrets
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, and_, create_engine, event, func, insert, select, update
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.engine import Connection, Result
 
 from kie.errors import BudgetExceededError, ConfigurationError
 from kie.store.schema import batches, events, files, jobs, limiters
@@ -38,6 +38,20 @@ REJECTED, UNKNOWN, ABANDONED = "rejected", "unknown", "abandoned"
 STATES = (PENDING, SUBMITTING, RUNNING, SUCCEEDED, DONE, FAILED, REJECTED, UNKNOWN, ABANDONED)
 IN_FLIGHT = (SUBMITTING, RUNNING, SUCCEEDED, UNKNOWN)
 FINISHED = (DONE, FAILED, REJECTED, ABANDONED)
+
+
+# A row as the ledger hands it out: a plain dict, detached from its result. SQLAlchemy's Record
+# keeps its whole result's metadata alive (about 7 kB), and the runner holds one per job in flight.
+Record = Mapping[str, Any]
+
+
+def _first(result: Result[Any]) -> Record | None:
+    row = result.mappings().first()
+    return None if row is None else dict(row)
+
+
+def _all(result: Result[Any]) -> list[Record]:
+    return [dict(row) for row in result.mappings()]
 
 
 # What a job costs for budgeting: Kie's reported credits when known, else the estimate.
@@ -141,9 +155,9 @@ class Ledger:
                     .values(output_dir=output_dir, options=options)
                 )
 
-    def batch(self, batch_id: str) -> RowMapping | None:
+    def batch(self, batch_id: str) -> Record | None:
         with self.engine.connect() as c:
-            return c.execute(select(batches).where(batches.c.id == batch_id)).mappings().first()
+            return _first(c.execute(select(batches).where(batches.c.id == batch_id)))
 
     def set_paused(self, batch_id: str, reason: str | None) -> None:
         with self.engine.begin() as c:
@@ -204,31 +218,27 @@ class Ledger:
                 ids.append(job_id)
         return ids
 
-    def job(self, job_id: str) -> RowMapping | None:
+    def job(self, job_id: str) -> Record | None:
         with self.engine.connect() as c:
-            return c.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
+            return _first(c.execute(select(jobs).where(jobs.c.id == job_id)))
 
-    def job_by_token(self, token: str) -> RowMapping | None:
+    def job_by_token(self, token: str) -> Record | None:
         """The job whose callback URL carries `token` (unguessable, one per job)."""
         with self.engine.connect() as c:
-            return c.execute(select(jobs).where(jobs.c.callback_token == token)).mappings().first()
+            return _first(c.execute(select(jobs).where(jobs.c.callback_token == token)))
 
-    def find(self, prefix: str) -> RowMapping | None:
+    def find(self, prefix: str) -> Record | None:
         """A job by id, id prefix or task id: what a user types."""
         with self.engine.connect() as c:
-            exact = (
-                c.execute(select(jobs).where((jobs.c.id == prefix) | (jobs.c.task_id == prefix)))
-                .mappings()
-                .first()
-            )
+            exact = _first(c.execute(select(jobs).where((jobs.c.id == prefix) | (jobs.c.task_id == prefix))))
             if exact is not None:
                 return exact
-            hits = c.execute(select(jobs).where(jobs.c.id.like(f"{prefix}%")).limit(2)).mappings().all()
+            hits = _all(c.execute(select(jobs).where(jobs.c.id.like(f"{prefix}%")).limit(2)))
             return hits[0] if len(hits) == 1 else None
 
     def jobs(
         self, *, batch_id: str | None = None, states: Iterable[str] | None = None, limit: int | None = None
-    ) -> list[RowMapping]:
+    ) -> list[Record]:
         query = select(jobs).order_by(jobs.c.created_at, jobs.c.row_line, jobs.c.step)
         if batch_id is not None:
             query = query.where(jobs.c.batch_id == batch_id)
@@ -237,12 +247,76 @@ class Ledger:
         if limit is not None:
             query = query.limit(limit)
         with self.engine.connect() as c:
-            return list(c.execute(query).mappings().all())
+            return _all(c.execute(query))
 
-    def children_of(self, job_id: str, *, states: Iterable[str]) -> list[RowMapping]:
+    def iter_jobs(
+        self, *, batch_id: str, states: Iterable[str] | None = None, page: int = 500
+    ) -> Iterator[tuple[Record, list[Record]]]:
+        """Each job of a batch with its files, read a page at a time: a 100,000-row batch never sits
+        in memory at once."""
+        query = select(jobs).where(jobs.c.batch_id == batch_id)
+        if states is not None:
+            query = query.where(jobs.c.state.in_(list(states)))
+        query = query.order_by(jobs.c.created_at, jobs.c.row_line, jobs.c.step, jobs.c.id)
+        offset = 0
+        while True:
+            with self.engine.connect() as c:
+                batch = _all(c.execute(query.offset(offset).limit(page)))
+                ids = [job["id"] for job in batch]
+                owned: dict[str, list[Record]] = {i: [] for i in ids}
+                for item in _all(
+                    c.execute(
+                        select(files).where(files.c.job_id.in_(ids)).order_by(files.c.job_id, files.c.idx)
+                    )
+                ):
+                    owned[item["job_id"]].append(item)
+            yield from ((job, owned[job["id"]]) for job in batch)
+            if len(batch) < page:
+                return
+            offset += page
+
+    def ready_ids(self, batch_id: str) -> list[str]:
+        """Pending jobs that can be submitted now: first steps, and steps whose parent is done."""
+        parent = jobs.alias("parent")
+        query = (
+            select(jobs.c.id)
+            .outerjoin(parent, parent.c.id == jobs.c.parent_job_id)
+            .where(
+                jobs.c.batch_id == batch_id,
+                jobs.c.state == PENDING,
+                (jobs.c.parent_job_id.is_(None)) | (parent.c.state == DONE),
+            )
+            .order_by(jobs.c.created_at, jobs.c.row_line, jobs.c.step)
+        )
+        with self.engine.connect() as c:
+            return list(c.execute(query).scalars())
+
+    def last_event_id(self) -> int:
+        with self.engine.connect() as c:
+            return int(c.execute(select(func.coalesce(func.max(events.c.id), 0))).scalar_one())
+
+    def left_running(self, batch_id: str, after: int) -> tuple[int, list[str]]:
+        """Jobs of the batch that moved out of `running` after event `after` (a callback receiver in
+        another process settled them); returns the newest event id seen and the job ids."""
+        query = (
+            select(events.c.id, events.c.job_id)
+            .join(jobs, jobs.c.id == events.c.job_id)
+            .where(
+                events.c.id > after,
+                events.c.from_state == RUNNING,
+                events.c.to_state != RUNNING,
+                jobs.c.batch_id == batch_id,
+            )
+            .order_by(events.c.id)
+        )
+        with self.engine.connect() as c:
+            found = c.execute(query).all()
+        return (found[-1][0] if found else after), [job_id for _, job_id in found]
+
+    def children_of(self, job_id: str, *, states: Iterable[str]) -> list[Record]:
         query = select(jobs).where(jobs.c.parent_job_id == job_id, jobs.c.state.in_(list(states)))
         with self.engine.connect() as c:
-            return list(c.execute(query).mappings().all())
+            return _all(c.execute(query))
 
     def counts(self, batch_id: str | None = None) -> dict[str, int]:
         query = select(jobs.c.state, func.count()).group_by(jobs.c.state)
@@ -272,7 +346,7 @@ class Ledger:
     def _move(
         self,
         c: Connection,
-        job: RowMapping,
+        job: Record,
         new: str,
         detail: dict[str, Any] | None = None,
         **values: Any,
@@ -302,7 +376,7 @@ class Ledger:
         """Move a job from `old` to `new` if it is still there; False when someone else moved it first."""
         allowed = (old,) if isinstance(old, str) else tuple(old)
         with self.engine.begin() as c:
-            job = c.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
+            job = _first(c.execute(select(jobs).where(jobs.c.id == job_id)))
             if job is None or job["state"] not in allowed:
                 return False
             return self._move(c, job, new, detail, **values)
@@ -314,7 +388,7 @@ class Ledger:
         values: dict[str, Any] | None = None,
         *,
         budget: float | None = None,
-    ) -> RowMapping | None:
+    ) -> Record | None:
         """pending → submitting, committed before any byte is sent. Returns the claimed row.
 
         With a `budget`, the claim is refused (`BudgetExceededError`) when the batch's spent credits,
@@ -322,7 +396,7 @@ class Ledger:
         transaction serialized on the batch row, so concurrent workers cannot overshoot together.
         """
         with self.engine.begin() as c:
-            job = c.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
+            job = _first(c.execute(select(jobs).where(jobs.c.id == job_id)))
             if job is None or job["state"] != PENDING:
                 return None
             if budget is not None and job["batch_id"] is not None:
@@ -352,15 +426,15 @@ class Ledger:
                 extra["input_hash"] = input_hash(job["model"], values)
             if not self._move(c, job, SUBMITTING, {"owner": self.owner}, **extra):
                 return None
-            return c.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
+            return _first(c.execute(select(jobs).where(jobs.c.id == job_id)))
 
-    def mark_running(self, job: RowMapping, task_id: str) -> bool:
+    def mark_running(self, job: Record, task_id: str) -> bool:
         with self.engine.begin() as c:
             return self._move(
                 c, job, RUNNING, {"task_id": task_id}, task_id=task_id, lease_owner=None, lease_until=None
             )
 
-    def release(self, job: RowMapping, reason: str) -> bool:
+    def release(self, job: Record, reason: str) -> bool:
         """submitting → pending, only for a create Kie certainly refused (nothing was created)."""
         with self.engine.begin() as c:
             return self._move(
@@ -400,21 +474,13 @@ class Ledger:
                 if exists is None:
                     c.execute(insert(files).values(job_id=job_id, idx=index, **item))
 
-    def files_of(self, job_id: str) -> list[RowMapping]:
+    def files_of(self, job_id: str) -> list[Record]:
         with self.engine.connect() as c:
-            return list(
-                c.execute(select(files).where(files.c.job_id == job_id).order_by(files.c.idx))
-                .mappings()
-                .all()
-            )
+            return _all(c.execute(select(files).where(files.c.job_id == job_id).order_by(files.c.idx)))
 
-    def events_of(self, job_id: str) -> list[RowMapping]:
+    def events_of(self, job_id: str) -> list[Record]:
         with self.engine.connect() as c:
-            return list(
-                c.execute(select(events).where(events.c.job_id == job_id).order_by(events.c.id))
-                .mappings()
-                .all()
-            )
+            return _all(c.execute(select(events).where(events.c.job_id == job_id).order_by(events.c.id)))
 
     # -- the shared create limiter ----------------------------------------------------------------------
     def reserve_slot(self, name: str, interval: float) -> float:

@@ -8,9 +8,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kie import errors
-from kie.protocol.envelope import MalformedResponse
+from kie import catalog, errors
+from kie.protocol.envelope import Envelope, MalformedResponse
 from kie.protocol.files import FileSink, safe_stem, sniff_extension
+from kie.protocol.flows import Watch
 from kie.protocol.polling import Pacer, PollPolicy, next_delay
 from kie.protocol.retry import RetryPolicy, final_error, is_retryable
 
@@ -121,3 +122,26 @@ def test_sink_is_atomic_and_checks_length(tmp_path: Path) -> None:
     import hashlib
 
     assert saved.sha256 == hashlib.sha256(b"\x89PNG\r\n\x1a\nrest").hexdigest()
+
+
+def test_a_watch_follows_the_schedule_and_keeps_its_whole_deadline_when_resumed() -> None:
+    spec = catalog.get("nano-banana-pro")
+    policy = PollPolicy(jitter=0)
+    expected = spec.traits.typical_seconds
+    fresh = Watch.begin(spec, "t1", policy=policy, now=1000.0, deadline=600.0)
+    assert fresh.delay(1000.0) == pytest.approx(min(0.8 * expected, 30))
+    # Resumed after running an hour: poll at the late-task interval, and still allow the full deadline.
+    resumed = Watch.begin(spec, "t1", policy=policy, now=1000.0, deadline=600.0, elapsed=3600.0)
+    assert resumed.delay(1000.0) == pytest.approx(30)
+    assert resumed.delay(1599.0) == pytest.approx(1.0)  # never past the deadline
+    with pytest.raises(errors.TimeoutError, match="t1"):
+        resumed.delay(1600.0)
+
+
+def test_a_watch_reads_not_visible_within_grace_then_raises() -> None:
+    spec = catalog.get("nano-banana-pro")
+    watch = Watch.begin(spec, "t9", policy=PollPolicy(not_visible_grace=90), now=0.0, deadline=600.0)
+    missing = Envelope(422, "recordInfo is null", None)
+    assert watch.read(missing, 10.0) is None and watch.polls == 1
+    with pytest.raises(errors.NotFoundError, match="t9"):
+        watch.read(missing, 91.0)

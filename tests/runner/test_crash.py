@@ -69,7 +69,7 @@ def test_sigkill_at_random_moments_never_pays_twice(
         "-o",
         str(out),
         "--rate",
-        "150/1",
+        "30/1",  # slow enough that ten kills land before the batch ends
         "--concurrency",
         "60",
         "--json",

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from kie.store import PENDING, RUNNING, SUBMITTING, UNKNOWN, Ledger, NewJob
+from kie.store import DONE, FAILED, PENDING, RUNNING, SUBMITTING, SUCCEEDED, UNKNOWN, Ledger, NewJob
 
 
 def job(row: str, prompt: str = "p", credits: float = 5.0) -> NewJob:
@@ -98,3 +98,41 @@ def test_find_by_prefix_or_task_id(ledger: Ledger) -> None:
     assert ledger.find(job_id[:8])["id"] == job_id  # type: ignore[index]
     assert ledger.find("task-xyz")["id"] == job_id  # type: ignore[index]
     assert ledger.find("nope") is None
+
+
+def test_ready_ids_holds_back_steps_until_their_parent_is_done(ledger: Ledger) -> None:
+    first, second, other = ledger.add_jobs(
+        "b", [job("r1"), NewJob("recraft/crisp-upscale", {}, row_key="r1", step=1), job("r2")]
+    )
+    assert set(ledger.ready_ids("b")) == {first, other}
+    claimed = ledger.claim_for_submit(first, 60)
+    assert claimed is not None and ledger.mark_running(claimed, "t-1")
+    assert ledger.transition(first, RUNNING, SUCCEEDED) and ledger.ready_ids("b") == [other]
+    assert ledger.transition(first, SUCCEEDED, DONE)
+    assert set(ledger.ready_ids("b")) == {second, other}
+
+
+def test_left_running_reports_each_settled_job_once(ledger: Ledger) -> None:
+    a, b = ledger.add_jobs("b", [job("a"), job("b")])
+    for job_id, task in ((a, "t-a"), (b, "t-b")):
+        claimed = ledger.claim_for_submit(job_id, 60)
+        assert claimed is not None and ledger.mark_running(claimed, task)
+    cursor = ledger.last_event_id()
+    assert ledger.left_running("b", cursor) == (cursor, [])
+    ledger.transition(a, RUNNING, RUNNING, {"progress": 0.5})  # still running: not reported
+    ledger.transition(a, RUNNING, SUCCEEDED)
+    cursor, left = ledger.left_running("b", cursor)
+    assert left == [a]
+    ledger.transition(b, RUNNING, FAILED)
+    assert ledger.left_running("b", cursor)[1] == [b]
+
+
+def test_iter_jobs_pages_through_a_batch_with_its_files(ledger: Ledger) -> None:
+    ids = ledger.add_jobs("b", [job(f"r{n}") for n in range(5)])
+    ledger.record_files(
+        ids[3], [{"url": "u", "path": "p.png", "size": 3, "sha256": "ab", "content_type": None}]
+    )
+    seen = {j["id"]: files for j, files in ledger.iter_jobs(batch_id="b", page=2)}
+    assert sorted(seen) == sorted(ids)  # every job once, across three pages
+    assert [len(seen[i]) for i in ids] == [0, 0, 0, 1, 0] and seen[ids[3]][0]["path"] == "p.png"
+    assert list(ledger.iter_jobs(batch_id="b", states=[DONE])) == []

@@ -45,7 +45,16 @@ def run(sandbox: SandboxServer, ledger: Ledger, served: Served, tmp_path: Path, 
 
 def receiver(sandbox: SandboxServer, ledger: Ledger, tmp_path: Path) -> Served:
     settings = client_settings(sandbox)
-    return Served(Receiver(ledger=ledger, settings=settings, output_dir=tmp_path / "out", key=KEY))
+    return Served(
+        Receiver(
+            ledger=ledger,
+            settings=settings,
+            output_dir=tmp_path / "out",
+            key=KEY,
+            # The receiver paces its re-reads on the same time scale as the sandbox, as in production.
+            client_factory=lambda: AsyncKie(settings=settings, poll=poll_policy(SCALE), create_interval=None),
+        )
+    )
 
 
 def test_callbacks_do_the_work(sandbox: SandboxServer, tmp_path: Path) -> None:
