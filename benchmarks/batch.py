@@ -184,6 +184,7 @@ def measure(name: str, args: argparse.Namespace, interval: float) -> dict[str, A
     return {
         "name": name,
         "makespan": makespan,
+        "wall": result["finished"] - result["started"],
         "bound": bound,
         "ratio": makespan / bound if bound else float("nan"),
         "r429": requests.get("createTask:429", 0),
@@ -231,12 +232,13 @@ def main() -> None:
         "peak RSS MB",
         "CPU s/1000",
         "fetched",
+        "wall s",
     )
     print("".join(f"{h:>15}" for h in head))
     for r in results:
         print(
             f"{r['name']:>15}{r['ratio']:>15.3f}{r['r429']:>15}{r['status_per_job']:>15.2f}{r['p50']:>15.1f}"
-            f"{r['p99']:>15.1f}{r['rss']:>15.0f}{r['cpu_per_1000']:>15.1f}{r['fetched']:>15}"
+            f"{r['p99']:>15.1f}{r['rss']:>15.0f}{r['cpu_per_1000']:>15.1f}{r['fetched']:>15}{r['wall']:>15.0f}"
         )
 
 
