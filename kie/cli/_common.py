@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -76,3 +77,15 @@ def fmt_credits(value: float | None) -> str:
 
 def fmt_usd(value: float | None) -> str:
     return "unknown" if value is None else f"${value:,.4f}".rstrip("0").rstrip(".")
+
+
+def poll_scale() -> float:
+    """`KIE_POLL_SCALE`: poll on the time scale of a time-scaled sandbox (`kie sandbox --time-scale`)."""
+    raw = os.environ.get("KIE_POLL_SCALE", "").strip()
+    try:
+        scale = float(raw) if raw else 1.0
+    except ValueError:
+        scale = -1.0
+    if not scale > 0:
+        fail(f"KIE_POLL_SCALE must be a positive number such as 0.01, not {raw!r}; unset it for real time.")
+    return scale

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import sys
 import time
@@ -17,7 +16,16 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from kie.cli._common import console, err_console, fail, fmt_credits, fmt_usd, print_json, print_problem
+from kie.cli._common import (
+    console,
+    err_console,
+    fail,
+    fmt_credits,
+    fmt_usd,
+    poll_scale,
+    print_json,
+    print_problem,
+)
 from kie.client import AsyncKie
 from kie.config import Settings, load_settings
 from kie.errors import KieError
@@ -59,7 +67,7 @@ def _rate(text: str) -> float:
 def _client(settings: Settings, use_sandbox: bool, json_: bool) -> Iterator[tuple[AsyncKie, Settings]]:
     """An async client for Kie, or for an in-process sandbox (with a notice) when there is no key."""
     sandbox: SandboxServer | None = None
-    scale = float(os.environ.get("KIE_POLL_SCALE", "1") or 1)
+    scale = poll_scale()
     if use_sandbox or not settings.api_key:
         scale = 0.1
         sandbox = SandboxServer(SandboxConfig(time_scale=scale)).start()
@@ -190,13 +198,19 @@ def _report(result: RunResult, batch_id: str, options: RunOptions, json_: bool) 
                 "counts": result.counts,
                 "stopped": result.stopped_reason,
                 "spent": result.spent,
+                "balance_spent": result.balance_spent,
                 "in_flight": result.in_flight,
                 "manifest": str(options.output_dir / "manifest.jsonl"),
             }
         )
         return
     counts = ", ".join(f"{n} {s}" for s, n in sorted(result.counts.items()))
-    console.print(f"batch {batch_id}: {counts}; {fmt_credits(result.spent)} credits spent")
+    balance = (
+        ""
+        if result.balance_spent is None
+        else f" (the account balance fell by {fmt_credits(result.balance_spent)} since the batch started)"
+    )
+    console.print(f"batch {batch_id}: {counts}; {fmt_credits(result.spent)} credits spent{balance}")
     console.print(f"manifest: {options.output_dir / 'manifest.jsonl'}")
     if result.counts.get(UNKNOWN):
         console.print(
@@ -354,6 +368,7 @@ def batch_status(
         fail(f"No batch {batch_id!r} in {ledger.url}.")
     counts = ledger.counts(batch_id)
     spent, flight = ledger.spend(batch_id)
+    start, end = batch["balance_start"], batch["balance_end"]
     if json_:
         print_json(
             {
@@ -361,6 +376,8 @@ def batch_status(
                 "counts": counts,
                 "spent": spent,
                 "in_flight": flight,
+                "balance_start": start,
+                "balance_end": end,
                 "paused": batch["paused_reason"],
                 "source": batch["source"],
                 "output_dir": batch["output_dir"],
@@ -370,6 +387,11 @@ def batch_status(
     console.print(f"batch {batch_id} ({batch['source']}) → {batch['output_dir']}")
     console.print("  " + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATES if counts.get(s)))
     console.print(f"  {fmt_credits(spent)} credits spent, {fmt_credits(flight)} in flight")
+    if start is not None and end is not None:
+        console.print(
+            f"  account balance {fmt_credits(start)} → {fmt_credits(end)} "
+            f"({fmt_credits(start - end)} fewer, including any other use of the account meanwhile)"
+        )
     if batch["paused_reason"]:
         console.print(f"  paused: {batch['paused_reason']} — continue with `kie batch resume {batch_id}`")
 

@@ -23,6 +23,7 @@ from kie.cli._common import (
     fmt_credits,
     fmt_usd,
     parse_pairs,
+    poll_scale,
     print_json,
     read_json_file,
 )
@@ -68,7 +69,7 @@ def connect(
         poll = PollPolicy(scale=time_scale)
         client = Kie(settings=settings, poll=poll, create_interval=0.5 * time_scale)
     else:
-        client = Kie(settings=settings)
+        client = Kie(settings=settings, poll=PollPolicy(scale=poll_scale()))
     try:
         yield Connection(client, sandbox, settings)
     finally:
@@ -154,6 +155,7 @@ def run_generation(
         except KieError as exc:
             fail(str(exc), code=1)
         (job_id,) = ledger.add_jobs(None, [NewJob(prep.model.id, values, estimated_credits=est.credits_each)])
+        before = _balance(client)
         claimed = ledger.claim_for_submit(job_id, client.config.settings.timeouts.read + 30)
         assert claimed is not None
         try:
@@ -179,13 +181,19 @@ def run_generation(
                 status = created.status or client.wait(created.task_id, prep.model, on_status=line.update)
             if status.state is TaskState.FAILED:
                 raise flows.task_failed(status)
+            credits, source = status.credits_consumed, "kie"
+            if credits is None:  # the product APIs report no credits: the balance delta is the measure
+                after = _balance(client)
+                if before is not None and after is not None and before >= after:
+                    credits, source = before - after, "balance delta"
             ledger.transition(
                 job_id,
                 RUNNING,
                 SUCCEEDED,
+                {"credits_from": source} if credits is not None else None,
                 result_urls=list(status.result_urls),
                 cost_time=status.cost_time,
-                actual_credits=status.credits_consumed,
+                actual_credits=credits,
             )
             results = client.download(status, output)
         except KeyboardInterrupt:
@@ -220,7 +228,7 @@ def run_generation(
                 "task_id": created.task_id,
                 "model": prep.model.id,
                 "state": status.state.value,
-                "credits": status.credits_consumed if status.credits_consumed is not None else est.credits,
+                "credits": credits if credits is not None else est.credits,
                 "files": [
                     {"path": str(r.path), "sha256": r.sha256, "size": r.size, "url": r.url} for r in results
                 ],
@@ -246,6 +254,14 @@ def _ledger_for(conn: Connection) -> Iterator[Ledger]:
         ledger = Ledger(f"sqlite:///{Path(tmp) / 'sandbox-ledger.db'}")
         yield ledger
         ledger.close()
+
+
+def _balance(client: Kie) -> float | None:
+    """The account balance, or None when it cannot be read (it is a measurement, never a blocker)."""
+    try:
+        return client.credits()
+    except KieError:
+        return None
 
 
 def _emit_submitted(task_id: str, model: str, json_: bool) -> None:

@@ -79,6 +79,10 @@ class RunResult:
     stopped_reason: str | None
     spent: float
     in_flight: float
+    # How far the account balance fell since the batch first started (None if it could not be read).
+    # Kie reports credits per task only for Market models; this covers the rest, and anything else
+    # that spent from the same account meanwhile.
+    balance_spent: float | None = None
 
 
 @dataclass
@@ -149,6 +153,7 @@ class BatchRunner:
             self._emit("unknown", None, count=expired, reason="a previous run stopped while submitting")
         self.write_manifest()
         self.ledger.set_paused(self.batch_id, None)
+        await self._note_balance()
         self._idle = asyncio.Event()
         self._downloads: asyncio.Queue[tuple[str, TaskStatus]] = asyncio.Queue()
         self._watcher = Watcher(self.client, self._settled, concurrency=self.client.max_connections)
@@ -182,8 +187,19 @@ class BatchRunner:
         self.write_manifest()
         if self._state.stop_reason:
             self.ledger.set_paused(self.batch_id, self._state.stop_reason)
+        await self._note_balance()
         spent, flight = self.ledger.spend(self.batch_id)
-        return RunResult(self.ledger.counts(self.batch_id), self._state.stop_reason, spent, flight)
+        batch = self.ledger.batch(self.batch_id)
+        drop = None
+        if batch is not None and batch["balance_start"] is not None and batch["balance_end"] is not None:
+            drop = batch["balance_start"] - batch["balance_end"]
+        return RunResult(self.ledger.counts(self.batch_id), self._state.stop_reason, spent, flight, drop)
+
+    async def _note_balance(self) -> None:
+        try:
+            self.ledger.record_balance(self.batch_id, await self.client.credits())
+        except KieError as exc:  # the balance is a report, never a reason to stop
+            self._emit("balance_unavailable", None, error=str(exc))
 
     def _spawn(self, coro: Any) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)

@@ -155,6 +155,15 @@ class Ledger:
                     .values(output_dir=output_dir, options=options)
                 )
 
+    def record_balance(self, batch_id: str, balance: float) -> None:
+        """Note the account balance: the first reading of a batch is kept, the latest is updated."""
+        with self.engine.begin() as c:
+            c.execute(
+                update(batches)
+                .where(batches.c.id == batch_id)
+                .values(balance_start=func.coalesce(batches.c.balance_start, balance), balance_end=balance)
+            )
+
     def batch(self, batch_id: str) -> Record | None:
         with self.engine.connect() as c:
             return _first(c.execute(select(batches).where(batches.c.id == batch_id)))

@@ -33,6 +33,9 @@ batches = Table(
     Column("options", JSON, nullable=False, default=dict),
     Column("paused_reason", Text, nullable=True),
     Column("created_at", Float, nullable=False),
+    # The account balance when the batch first started and when its latest run ended (migration 0002).
+    Column("balance_start", Float, nullable=True),
+    Column("balance_end", Float, nullable=True),
 )
 
 jobs = Table(

@@ -14,6 +14,9 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
+from kie.sandbox.server import SandboxServer
+from kie.store import Ledger
+
 KIE = shutil.which("kie") or str(Path(sys.executable).parent / "kie")
 
 
@@ -105,3 +108,40 @@ def test_sandbox_starts_fast_prints_url_and_key_and_stops_on_ctrl_c(tmp_path: Pa
         _out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
+
+
+def test_generate_records_credits_from_the_balance_when_kie_reports_none(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    """Flux Kontext answers without `creditsConsumed`: the ledger takes the balance delta instead."""
+    store = f"sqlite:///{tmp_path / 'ledger.db'}"
+    run_env = env(tmp_path) | {
+        "KIE_API_KEY": sandbox.api_key,
+        "KIE_BASE_URL": sandbox.url,
+        "KIE_UPLOAD_BASE_URL": sandbox.url,
+        "KIE_STORE_URL": store,
+        "KIE_POLL_SCALE": str(sandbox.config.time_scale),
+    }
+    command = [KIE, "generate", "flux-kontext-pro", "--prompt", "a kite", "-o", str(tmp_path), "--json"]
+    proc = subprocess.run(command, capture_output=True, text=True, env=run_env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    (task,) = sandbox.state.tasks.values()
+    assert task.credits_consumed > 0 and json.loads(proc.stdout)["credits"] == task.credits_consumed
+    (job,) = Ledger(store).jobs()
+    assert job["actual_credits"] == task.credits_consumed
+    sources = [e["detail"].get("credits_from") for e in Ledger(store).events_of(job["id"]) if e["detail"]]
+    assert "balance delta" in sources
+
+
+def test_a_bad_poll_scale_is_one_sentence(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [KIE, "generate", "nano-banana-pro", "--prompt", "x"],
+        capture_output=True,
+        text=True,
+        # A closed local port, so nothing could ever reach api.kie.ai even if the check moved.
+        env=env(tmp_path)
+        | {"KIE_API_KEY": "sk-x", "KIE_BASE_URL": "http://127.0.0.1:9", "KIE_POLL_SCALE": "fast"},
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "KIE_POLL_SCALE must be a positive number" in proc.stderr

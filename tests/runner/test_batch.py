@@ -85,8 +85,9 @@ def test_a_batch_runs_and_a_rerun_pays_for_nothing(
     batch = write_batch(tmp_path / "b.jsonl", 12)
     first = run_batch(sandbox, ledger, batch, out)
     assert first.counts == {DONE: 12} and first.spent == 60
+    assert first.balance_spent == 60  # the account's own balance agrees with the ledger
     second = run_batch(sandbox, ledger, batch, out)
-    assert second.counts == {DONE: 12}
+    assert second.counts == {DONE: 12} and second.balance_spent == 60  # measured from the first start
     assert len(sandbox.state.tasks) == 12 and max(tasks_per_prompt(sandbox).values()) == 1
     assert_manifest_matches(ledger, out)
 

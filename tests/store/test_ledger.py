@@ -6,9 +6,14 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, text
 
+import kie.store.ledger
 from kie.store import DONE, FAILED, PENDING, RUNNING, SUBMITTING, SUCCEEDED, UNKNOWN, Ledger, NewJob
 
 
@@ -136,3 +141,26 @@ def test_iter_jobs_pages_through_a_batch_with_its_files(ledger: Ledger) -> None:
     assert sorted(seen) == sorted(ids)  # every job once, across three pages
     assert [len(seen[i]) for i in ids] == [0, 0, 0, 1, 0] and seen[ids[3]][0]["path"] == "p.png"
     assert list(ledger.iter_jobs(batch_id="b", states=[DONE])) == []
+
+
+def test_a_ledger_from_the_first_release_is_upgraded_in_place(store_url: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(Path(kie.store.ledger.__file__).parent / "migrations"))
+    engine = create_engine(store_url)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+        connection.execute(
+            text(
+                "INSERT INTO kie_batches (id, source, output_dir, options, created_at) "
+                "VALUES ('old', 'f.jsonl', 'out', '{}', 0)"
+            )
+        )
+    engine.dispose()
+    ledger = Ledger(store_url)  # opening migrates to the newest revision, keeping the rows
+    old = ledger.batch("old")
+    assert old is not None and old["source"] == "f.jsonl" and old["balance_start"] is None
+    ledger.record_balance("old", 100.0)
+    ledger.record_balance("old", 80.5)
+    old = ledger.batch("old")
+    assert old is not None and (old["balance_start"], old["balance_end"]) == (100.0, 80.5)
