@@ -73,7 +73,11 @@ class AsyncKie:
             poll=poll,
             create_interval=create_interval,
         )
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        # Creates get a few connections of their own (see below); the rest are shared, so the total
+        # stays within `max_connections` (at least 2).
+        create_connections = min(4, max(1, max_connections // 4))
+        shared = max(1, max_connections - create_connections)
+        limits = httpx.Limits(max_connections=shared, max_keepalive_connections=shared)
         self._http = httpx.AsyncClient(
             headers=self.config.headers(),
             timeout=self.config.timeout,
@@ -90,7 +94,7 @@ class AsyncKie:
         self._creates = httpx.AsyncClient(
             headers=self.config.headers(),
             timeout=self.config.timeout,
-            transport=transport or async_transport(httpx.Limits(max_connections=8)),
+            transport=transport or async_transport(httpx.Limits(max_connections=create_connections)),
         )
         self._last_create = float("-inf")
         scale = self.config.poll.scale
@@ -98,7 +102,7 @@ class AsyncKie:
         # At most as many requests in the pool as it has connections: httpcore rescans its whole wait
         # queue on every release, which turns thousands of waiting coroutines into quadratic CPU.
         self.max_connections = max_connections
-        self._admission = asyncio.Semaphore(max_connections)
+        self._admission = asyncio.Semaphore(shared)
         self.requests_sent = 0
 
     async def __aenter__(self) -> AsyncKie:

@@ -171,6 +171,7 @@ def test_seed_mistakes_fail_as_kie_would(sandbox: SandboxServer) -> None:
 
 def test_drop_fault_cuts_the_connection_without_creating(sandbox: SandboxServer) -> None:
     sandbox.state.inject("createTask", "drop")
-    with api(sandbox) as http, pytest.raises(httpx.RemoteProtocolError):
+    # The peer sees either an empty close or a reset, depending on timing: both are a dropped connection.
+    with api(sandbox) as http, pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
         http.post("/api/v1/jobs/createTask", json={"model": "nano-banana-pro", "input": {"prompt": "x"}})
     assert sandbox.state.tasks == {}
