@@ -68,12 +68,15 @@ class CallbackReceiver:
 class Served:
     """A `kie.webhooks.Receiver` served on a free loopback port in a thread."""
 
-    def __init__(self, receiver: Receiver) -> None:
+    def __init__(self, receiver: Receiver, app: Starlette | None = None) -> None:
+        """Serve `receiver.app()`, or `app` when the receiver is mounted inside a larger one."""
         self.receiver = receiver
         self.socket = free_socket()
         host, port = self.socket.getsockname()[:2]
         self.url = f"http://{host}:{port}"
-        self.server = uvicorn.Server(uvicorn.Config(receiver.app(), log_level="warning", lifespan="on"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app or receiver.app(), log_level="warning", lifespan="on")
+        )
         self.thread = threading.Thread(target=lambda: self.server.run(sockets=[self.socket]), daemon=True)
 
     def __enter__(self) -> Served:

@@ -35,6 +35,7 @@ from kie.webhooks.verify import DEFAULT_TOLERANCE, ReplayCache, WebhookError, pa
 log = logging.getLogger("kie.webhooks")
 CALLBACK_PATH = "/kie/callback/{token}"
 MAX_BODY = 1 << 20
+WORKERS = 16  # re-reads under way at once; the status pacer spaces them anyway
 Hook = Callable[[str, Mapping[str, Any]], None]
 
 
@@ -65,7 +66,10 @@ class Receiver:
         self.client_factory = client_factory or (lambda: AsyncKie(settings=settings, create_interval=None))
         self.on_event = on_event or (lambda kind, data: None)
         self.client: AsyncKie | None = None
-        self.pending: set[asyncio.Task[None]] = set()
+        # Accepted callbacks wait here for a fixed set of workers: a burst of thousands costs a queue
+        # entry each, not a coroutine each competing with the answers Kie is waiting for.
+        self._queue: asyncio.Queue[tuple[str, str, Mapping[str, Any]]] | None = None
+        self._workers: list[asyncio.Task[None]] = []
         self.accepted = 0
         self.refused = 0
 
@@ -93,9 +97,7 @@ class Receiver:
         if job["task_id"] and job["task_id"] != task_id:
             return self._refuse(403, "callback task does not belong to this job")
         self.accepted += 1
-        task = asyncio.get_running_loop().create_task(self._process(job["id"], task_id, body))
-        self.pending.add(task)
-        task.add_done_callback(self.pending.discard)
+        self._start().put_nowait((job["id"], task_id, body))
         return JSONResponse({"code": 200, "msg": "success"})
 
     def _refuse(self, status: int, reason: str) -> JSONResponse:
@@ -179,10 +181,41 @@ class Receiver:
         self.ledger.transition(job_id, SUCCEEDED, DONE, {"via": "callback"}, downloaded_at=time.time())
         self.on_event("done", {"job": job_id, "task_id": status.task_id})
 
+    def _start(self) -> asyncio.Queue[tuple[str, str, Mapping[str, Any]]]:
+        """The work queue, with its client and workers started on first use: a mounted app's lifespan
+        may never run (Starlette does not run a mounted app's lifespan)."""
+        if self._queue is None:
+            if self.client is None:
+                self.client = self.client_factory()
+            self._queue = asyncio.Queue()
+            loop = asyncio.get_running_loop()
+            self._workers = [loop.create_task(self._work(self._queue)) for _ in range(WORKERS)]
+        return self._queue
+
+    async def _work(self, queue: asyncio.Queue[tuple[str, str, Mapping[str, Any]]]) -> None:
+        while True:
+            job_id, task_id, body = await queue.get()
+            try:
+                await self._process(job_id, task_id, body)
+            except Exception:  # one bad callback must not stop the worker; the poller's net remains
+                log.exception("processing the callback for job %s failed", job_id)
+            finally:
+                queue.task_done()
+
     async def drain(self) -> None:
         """Wait for callbacks already accepted to be processed (tests, shutdown)."""
-        while self.pending:
-            await asyncio.gather(*list(self.pending), return_exceptions=True)
+        if self._queue is not None:
+            await self._queue.join()
+
+    async def stop(self) -> None:
+        await self.drain()
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers, self._queue = [], None
+        if self.client is not None:
+            await self.client.close()
+            self.client = None
 
     # -- the app ----------------------------------------------------------------------------------------
     def app(self) -> Starlette:
@@ -192,8 +225,7 @@ class Receiver:
             try:
                 yield
             finally:
-                await self.drain()
-                await self.client.close()
+                await self.stop()
 
         return Starlette(routes=[Route(CALLBACK_PATH, self.handle, methods=["POST"])], lifespan=lifespan)
 

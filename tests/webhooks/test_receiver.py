@@ -10,6 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
 from kie import catalog
 from kie.client import Kie
@@ -197,3 +199,15 @@ def test_the_webhook_key_never_reaches_the_logs(
     submit_with_token(sandbox, ledger, served, job_id)
     until(lambda: ledger.job(job_id)["state"] == DONE)  # type: ignore[index]
     assert caplog.records and KEY not in caplog.text and "forged-key" not in caplog.text
+
+
+def test_a_receiver_mounted_in_another_app_works_without_its_lifespan(
+    sandbox: SandboxServer, ledger: Ledger, tmp_path: Path
+) -> None:
+    receiver = Receiver(ledger=ledger, settings=client_settings(sandbox), output_dir=tmp_path / "m", key=KEY)
+    parent = Starlette(routes=[Mount("/", app=receiver.app())])  # Starlette skips a mounted lifespan
+    with Served(receiver, app=parent) as served:
+        job_id = new_job(ledger)
+        submit_with_token(sandbox, ledger, served, job_id)
+        until(lambda: ledger.job(job_id)["state"] == DONE)  # type: ignore[index]
+    assert receiver.accepted == 1 and len(ledger.files_of(job_id)) == 1
