@@ -90,7 +90,7 @@ class ValidationError(KieError):
     def from_issues(cls, model: str, issues: Sequence[Issue]) -> ValidationError:
         body = "; ".join(issue.sentence() for issue in issues)
         noun = "field" if len(issues) == 1 else "fields"
-        message = f"Invalid input for {model}: {body}. Fix the {noun} above and try again."
+        message = f"Invalid input for {model}: {body}. Fix the {noun} and try again."
         return cls(message, issues=issues, model=model)
 
 

@@ -34,7 +34,7 @@ from kie.runner.engine import BatchRunner, RunOptions, RunResult
 from kie.runner.plan import Plan, batch_id_for, plan_batch
 from kie.sandbox.server import SandboxServer
 from kie.sandbox.state import SandboxConfig
-from kie.store import ABANDONED, FAILED, PENDING, STATES, UNKNOWN, Ledger, default_store_url
+from kie.store import ABANDONED, FAILED, PENDING, STATES, UNKNOWN, Ledger, Record, default_store_url
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Emit JSON (events, one per line, while running).")]
 PublicUrlOpt = Annotated[
@@ -319,6 +319,13 @@ def batch_run(
     _report(result, batch_id, options, json_)
 
 
+def _batch_or_fail(ledger: Ledger, batch_id: str) -> Record:
+    batch = ledger.batch(batch_id)
+    if batch is None:
+        fail(f"No batch {batch_id!r} in {ledger.url}; `kie jobs list` shows known batches.")
+    return batch
+
+
 @batch_app.command("resume")
 def batch_resume(
     batch_id: Annotated[str, typer.Argument(help="Batch id (shown by kie batch run).")],
@@ -332,9 +339,7 @@ def batch_resume(
     """Continue a paused or interrupted batch from the ledger (after a top-up, a crash or Ctrl-C)."""
     settings = load_settings()
     ledger = open_ledger(store, settings)
-    batch = ledger.batch(batch_id)
-    if batch is None:
-        fail(f"No batch {batch_id!r} in {ledger.url}; `kie jobs list` shows known batches.")
+    batch = _batch_or_fail(ledger, batch_id)
     saved = dict(batch["options"] or {})
     options = RunOptions(
         output_dir=Path(batch["output_dir"] or "kie-output"),
@@ -363,9 +368,7 @@ def batch_status(
     """Counts per state, credits and why a batch paused."""
     settings = load_settings()
     ledger = open_ledger(store, settings)
-    batch = ledger.batch(batch_id)
-    if batch is None:
-        fail(f"No batch {batch_id!r} in {ledger.url}.")
+    batch = _batch_or_fail(ledger, batch_id)
     counts = ledger.counts(batch_id)
     spent, flight = ledger.spend(batch_id)
     start, end = batch["balance_start"], batch["balance_end"]
@@ -401,6 +404,7 @@ def batch_retry_failed(batch_id: Annotated[str, typer.Argument()], store: StoreO
     """Queue failed generations again (failed tasks were not charged); run `kie batch resume` next."""
     settings = load_settings()
     ledger = open_ledger(store, settings)
+    _batch_or_fail(ledger, batch_id)
     moved = sum(
         ledger.transition(
             j["id"], FAILED, PENDING, {"retry": True}, task_id=None, error_code=None, error_message=None

@@ -123,7 +123,7 @@ def test_wrong_type_and_too_long_and_too_many() -> None:
         )
     fields = issue_fields(caught.value)
     assert {"prompt", "image_input", "resolution"} <= set(fields)
-    assert "Fix the fields above" in str(caught.value)
+    assert "Fix the fields and try again" in str(caught.value)
 
 
 def test_every_mistake_is_reported_at_once_in_one_sentence() -> None:
