@@ -97,7 +97,6 @@ class AsyncKie:
             timeout=self.config.timeout,
             transport=transport or async_transport(httpx.Limits(max_connections=create_connections)),
         )
-        self._last_create = float("-inf")
         scale = self.config.poll.scale
         self._status_pacer = Pacer(scale / status_reads_per_second if status_reads_per_second > 0 else 0.0)
         # At most as many requests in the pool as it has connections: httpcore rescans its whole wait
@@ -167,13 +166,9 @@ class AsyncKie:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _create_gap(self) -> None:
-        """Keep creates a full interval apart at departure, even when a wake-up came late."""
         pacer = self.config.create_pacer
-        if pacer is None:
-            return
-        while (gap := self._last_create + pacer.interval - time.monotonic()) > 0:
+        while pacer is not None and (gap := pacer.depart(time.monotonic())) > 0:
             await asyncio.sleep(gap)
-        self._last_create = time.monotonic()
 
     async def _fetch(self, effect: Fetch) -> SavedFile:
         async for attempt in tenacity.AsyncRetrying(**retrying_args(self.config, "download")):

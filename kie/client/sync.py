@@ -119,11 +119,14 @@ class Kie:
 
     def _send(self, effect: Send) -> Envelope:
         request = effect.request
-        if request.kind == "create" and self.config.create_pacer is not None:
-            time.sleep(self.config.create_pacer.reserve(time.monotonic()))
+        pacer = self.config.create_pacer if request.kind == "create" else None
+        if pacer is not None:
+            time.sleep(pacer.reserve(time.monotonic()))
         try:
             for attempt in tenacity.Retrying(**retrying_args(self.config, request.kind, time.sleep)):
                 with attempt:
+                    while pacer is not None and (gap := pacer.depart(time.monotonic())) > 0:
+                        time.sleep(gap)
                     response = self._http.request(**httpx_args(self.config, request))
                     return check(effect, read_envelope(response))
         except Exception as exc:

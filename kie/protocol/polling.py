@@ -85,6 +85,7 @@ class Pacer:
 
     interval: float
     _next: float = 0.0
+    _departed: float = float("-inf")
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def reserve(self, now: float) -> float:
@@ -95,3 +96,16 @@ class Pacer:
             slot = max(now, self._next)
             self._next = slot + self.interval
             return slot - now
+
+    def depart(self, now: float) -> float:
+        """Just before sending: 0 if a full interval has passed since the previous departure (this one
+        is then recorded), else the seconds still to wait. Slots keep waiters in order; this keeps the
+        gap on the wire, which a late wake-up or a queue after the slot would otherwise shrink."""
+        if self.interval <= 0:
+            return 0.0
+        with self._lock:
+            gap = self._departed + self.interval - now
+            if gap > 0:
+                return gap
+            self._departed = now
+            return 0.0

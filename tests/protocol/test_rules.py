@@ -89,6 +89,16 @@ def test_pacer_spaces_without_burst() -> None:
     assert pacer.reserve(now=20.0) == 0.0
 
 
+def test_pacer_keeps_the_gap_at_departure_even_after_a_late_wake_up() -> None:
+    pacer = Pacer(0.5)
+    assert pacer.depart(now=10.0) == 0.0
+    # The next slot was 10.5 but this sender woke late, at 10.9; the one after woke on time at 11.0.
+    assert pacer.depart(now=10.9) == 0.0
+    assert pacer.depart(now=11.0) == pytest.approx(0.4)  # not 0.1 after the previous create
+    assert pacer.depart(now=11.4) == 0.0
+    assert Pacer(0).depart(now=1.0) == 0.0
+
+
 def test_sniffing() -> None:
     assert sniff_extension(b"\x89PNG\r\n\x1a\n....", "text/plain") == "png"
     assert sniff_extension(b"\xff\xd8\xff\xe0", None) == "jpg"
