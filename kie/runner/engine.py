@@ -113,6 +113,12 @@ class BatchRunner:
         self._state = _State()
         self._slots = asyncio.Semaphore(options.concurrency)
         self._stopping = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._downloads: asyncio.Queue[tuple[str, TaskStatus]] = asyncio.Queue()
+        self._watcher = Watcher(client, self._settled, concurrency=client.max_connections)
+        # Creates under way at once: beyond the connection pool they would only queue, each holding
+        # its coroutine, row and request (the peak memory of an unthrottled burst).
+        self._sending = asyncio.Semaphore(client.max_connections)
         self.manifest_path = options.output_dir / "manifest.jsonl"
         # The ledger's slots share the account pace between processes; the client's pacer enforces the
         # spacing again at departure. The 3 % margin absorbs jitter between here and Kie's clock: with
@@ -154,12 +160,6 @@ class BatchRunner:
         self.write_manifest()
         self.ledger.set_paused(self.batch_id, None)
         await self._note_balance()
-        self._idle = asyncio.Event()
-        self._downloads: asyncio.Queue[tuple[str, TaskStatus]] = asyncio.Queue()
-        self._watcher = Watcher(self.client, self._settled, concurrency=self.client.max_connections)
-        # Creates under way at once: beyond the connection pool they would only queue, each holding
-        # its coroutine, row and request (the peak memory of an unthrottled burst).
-        self._sending = asyncio.Semaphore(self.client.max_connections)
         background = [self._spawn(self._watcher.run())]
         background += [self._spawn(self._download_worker()) for _ in range(DOWNLOADERS)]
         if self._poll is not None:

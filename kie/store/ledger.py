@@ -25,7 +25,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, and_, create_engine, event, func, insert, select, update
+from sqlalchemy import Engine, Select, and_, create_engine, event, func, insert, select, update
 from sqlalchemy.engine import Connection, Result
 
 from kie.errors import BudgetExceededError, ConfigurationError
@@ -40,9 +40,18 @@ IN_FLIGHT = (SUBMITTING, RUNNING, SUCCEEDED, UNKNOWN)
 FINISHED = (DONE, FAILED, REJECTED, ABANDONED)
 
 
-# A row as the ledger hands it out: a plain dict, detached from its result. SQLAlchemy's Record
+# A row as the ledger hands it out: a plain dict, detached from its result. SQLAlchemy's RowMapping
 # keeps its whole result's metadata alive (about 7 kB), and the runner holds one per job in flight.
 Record = Mapping[str, Any]
+
+
+def _select_jobs(batch_id: str | None, states: Iterable[str] | None) -> Select[Any]:
+    query = select(jobs).order_by(*_ROW_ORDER)
+    if batch_id is not None:
+        query = query.where(jobs.c.batch_id == batch_id)
+    if states is not None:
+        query = query.where(jobs.c.state.in_(list(states)))
+    return query
 
 
 def _first(result: Result[Any]) -> Record | None:
@@ -53,6 +62,9 @@ def _first(result: Result[Any]) -> Record | None:
 def _all(result: Result[Any]) -> list[Record]:
     return [dict(row) for row in result.mappings()]
 
+
+# File order: the batch's rows as written, each row's steps in turn (the id breaks ties, so pages are stable).
+_ROW_ORDER = (jobs.c.created_at, jobs.c.row_line, jobs.c.step, jobs.c.id)
 
 # What a job costs for budgeting: Kie's reported credits when known, else the estimate.
 _COST = func.coalesce(jobs.c.actual_credits, jobs.c.estimated_credits, 0.0)
@@ -248,11 +260,7 @@ class Ledger:
     def jobs(
         self, *, batch_id: str | None = None, states: Iterable[str] | None = None, limit: int | None = None
     ) -> list[Record]:
-        query = select(jobs).order_by(jobs.c.created_at, jobs.c.row_line, jobs.c.step)
-        if batch_id is not None:
-            query = query.where(jobs.c.batch_id == batch_id)
-        if states is not None:
-            query = query.where(jobs.c.state.in_(list(states)))
+        query = _select_jobs(batch_id, states)
         if limit is not None:
             query = query.limit(limit)
         with self.engine.connect() as c:
@@ -263,10 +271,7 @@ class Ledger:
     ) -> Iterator[tuple[Record, list[Record]]]:
         """Each job of a batch with its files, read a page at a time: a 100,000-row batch never sits
         in memory at once."""
-        query = select(jobs).where(jobs.c.batch_id == batch_id)
-        if states is not None:
-            query = query.where(jobs.c.state.in_(list(states)))
-        query = query.order_by(jobs.c.created_at, jobs.c.row_line, jobs.c.step, jobs.c.id)
+        query = _select_jobs(batch_id, states)
         offset = 0
         while True:
             with self.engine.connect() as c:
@@ -295,7 +300,7 @@ class Ledger:
                 jobs.c.state == PENDING,
                 (jobs.c.parent_job_id.is_(None)) | (parent.c.state == DONE),
             )
-            .order_by(jobs.c.created_at, jobs.c.row_line, jobs.c.step)
+            .order_by(*_ROW_ORDER)
         )
         with self.engine.connect() as c:
             return list(c.execute(query).scalars())
