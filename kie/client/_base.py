@@ -7,6 +7,7 @@ objects without doing IO, so neither driver has logic the other lacks.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 from collections.abc import Callable, Mapping
@@ -103,6 +104,29 @@ class ClientConfig:
         return base + request.path
 
 
+def env_poll_scale() -> float:
+    """`KIE_POLL_SCALE`: the time scale of a time-scaled sandbox (`kie sandbox --time-scale`).
+
+    Polling waits are real seconds; against a sandbox running at 1/100 of real time they would poll a
+    hundred times too late. The SDK and the CLI both read this, so a script and `kie` agree on the clock.
+
+    Raises:
+        ConfigurationError: the value is not a positive finite number (`0` would poll in a tight loop).
+    """
+    raw = os.environ.get("KIE_POLL_SCALE", "").strip()
+    if not raw:
+        return 1.0
+    try:
+        scale = float(raw)
+    except ValueError:
+        scale = math.nan
+    if not (math.isfinite(scale) and scale > 0):
+        raise ConfigurationError(
+            f"KIE_POLL_SCALE must be a positive number such as 0.01, not {raw!r}; unset it for real time."
+        )
+    return scale
+
+
 def make_config(
     *,
     api_key: str | None,
@@ -125,7 +149,7 @@ def make_config(
     return ClientConfig(
         settings=base,
         retry=retry or RetryPolicy(),
-        poll=poll or PollPolicy(),
+        poll=poll or PollPolicy(scale=env_poll_scale()),
         create_pacer=Pacer(create_interval) if create_interval else None,
     )
 

@@ -59,6 +59,8 @@ class Submission:
 
 @dataclass(frozen=True)
 class Generation:
+    """A finished task with its results on disk: what `generate` returns, so nothing needs a refetch."""
+
     task_id: str
     model: str
     status: TaskStatus

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,33 @@ class Kie:
         create_interval: float | None = 0.5,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        """Build a client; nothing is sent until the first call.
+
+        Anything left as None comes from the environment, then the config file (`KIE_CONFIG`), so the
+        same code runs against `kie sandbox` and against Kie.ai.
+
+        Args:
+            api_key: The Kie.ai API key; defaults to `KIE_API_KEY`. It goes only to `base_url` and
+                `upload_base_url`, never to the hosts results are downloaded from.
+            base_url: Root of the generation API; defaults to `KIE_BASE_URL`, else https://api.kie.ai.
+                Point it at `kie sandbox` to try things without spending credits.
+            upload_base_url: Root of the file upload API, a separate host on Kie.ai; defaults to
+                `KIE_UPLOAD_BASE_URL`.
+            settings: Complete settings (e.g. from `kie.config.load_settings`) to use instead of reading
+                the environment; `api_key`, `base_url` and `upload_base_url` still win when given.
+            retry: How transient failures are retried. A create is resent only when Kie certainly did
+                not create the task (429, 455, or a connection that never reached it), so nothing is
+                paid twice.
+            poll: When to ask about a running task. The default schedule waits for most of the model's
+                typical duration, then polls at a growing interval, on the clock `KIE_POLL_SCALE` sets.
+            create_interval: Minimum seconds between two creates, which keeps a loop of `generate`
+                calls under Kie's 20 creates per 10 seconds; None turns pacing off.
+            transport: The httpx transport for every request, for tests (`httpx.MockTransport`) or
+                custom networking; defaults to one with TCP_NODELAY.
+
+        Raises:
+            ConfigurationError: No API key was found, or `KIE_POLL_SCALE` or a setting is malformed.
+        """
         self.config: ClientConfig = make_config(
             api_key=api_key,
             base_url=base_url,
@@ -90,6 +117,11 @@ class Kie:
         self.close()
 
     def close(self) -> None:
+        """Close the client's connections; `with Kie() as kie:` calls this for you.
+
+        Files already saved stay on disk, and a task submitted but not waited for keeps running on Kie:
+        fetch it later with `get` and `download`.
+        """
         self._http.close()
         self._files.close()
 
@@ -122,11 +154,15 @@ class Kie:
         pacer = self.config.create_pacer if request.kind == "create" else None
         if pacer is not None:
             time.sleep(pacer.reserve(time.monotonic()))
+        depart = effect.on_depart
         try:
             for attempt in tenacity.Retrying(**retrying_args(self.config, request.kind, time.sleep)):
                 with attempt:
                     while pacer is not None and (gap := pacer.depart(time.monotonic())) > 0:
                         time.sleep(gap)
+                    if depart is not None:
+                        hook, depart = depart, None
+                        hook()
                     response = self._http.request(**httpx_args(self.config, request))
                     return check(effect, read_envelope(response))
         except Exception as exc:
@@ -170,7 +206,34 @@ class Kie:
         allow_unknown: bool = False,
         **fields: Any,
     ) -> Submission:
-        """Validate, upload local files, and create the task once. Returns as soon as Kie has an id."""
+        """Validate, upload local files, and create the task once; return as soon as Kie has its id.
+
+        Use this rather than `generate` to wait elsewhere (another process, a webhook), or to record the
+        id before anything else can go wrong: once this returns, the paid task cannot be lost.
+
+        Args:
+            model: A model id or alias from the catalogue (`kie models` lists them), or a `ModelSpec`.
+            input: The model's input fields as a mapping; `**fields` are merged over it.
+            callback_url: Where Kie POSTs the result when the task ends; defaults to `KIE_CALLBACK_URL`.
+                Models whose endpoint requires one get a placeholder, and are polled as usual.
+            allow_unknown: Send fields the catalogue does not know instead of rejecting them, for a
+                parameter Kie added after this release.
+            **fields: Input fields as keywords, e.g. `prompt="a red fox"`. Local files (a path or bytes)
+                in media fields are uploaded first and replaced by their URL.
+
+        Returns:
+            The `Submission`: task id, model id, price estimate and the input as sent. Its `status` is
+            already final for the few endpoints that answer synchronously.
+
+        Raises:
+            UnknownModelError: The model matches nothing; the message suggests close names.
+            ValidationError: An input is wrong. Raised before any request, so nothing is spent.
+            APIStatusError: Kie refused the create (`AuthenticationError`, `InsufficientCreditsError`,
+                `RateLimitError` after retries, ...); no task exists.
+            SubmissionUnknownError: The create was sent but no answer came back; Kie may have created
+                the task, so it is never resent automatically.
+            TransportError: An upload of a local input failed on the network.
+        """
         prep = prepare(model, input, fields, settings=self.config.settings, allow_unknown=allow_unknown)
         values = self.run(flows.upload_inputs(prep.model, prep.input, upload_path=self.config.upload_path))
         created: Created = self.run(
@@ -188,7 +251,30 @@ class Kie:
         poll_now: bool = False,
         poll: PollPolicy | None = None,
     ) -> TaskStatus:
-        """Poll until the task is done. Raises `TaskFailedError`, or `TimeoutError` at the deadline."""
+        """Poll until the task is done, at an interval that grows with its age (few requests per task).
+
+        Args:
+            task_id: The id from `submit`, or from an earlier run.
+            model: The task's model id or `ModelSpec`. Kie has a status endpoint per model family, and
+                the model's typical duration sets the first poll; None assumes a Market-family model
+                that takes about 30 seconds.
+            deadline: Seconds to wait in all before giving up; defaults to the configured task deadline
+                (30 minutes unless changed), so nothing waits forever.
+            on_status: Called as `on_status(status, polls)` after every status read that Kie answered,
+                e.g. to show progress.
+            poll_now: Ask at once instead of first waiting for most of the typical duration; for a
+                task that has already been running a while.
+            poll: A polling schedule for this call only, instead of the client's.
+
+        Returns:
+            The final `TaskStatus`, whose state is `SUCCEEDED` and whose `result_urls` are ready for
+            `download`.
+
+        Raises:
+            TaskFailedError: The task failed on Kie (failed tasks are not charged).
+            TimeoutError: The deadline passed; the task may still be running, so `get` it later.
+            NotFoundError: Kie has no such task, even after a grace window for new tasks.
+        """
         spec = catalog.get(model) if isinstance(model, str) else model
         status: TaskStatus = self.run(
             flows.wait(
@@ -205,7 +291,19 @@ class Kie:
         return status
 
     def get(self, task_id: str, model: str | ModelSpec | None = None) -> TaskStatus:
-        """The task's status right now (one request)."""
+        """The task's status right now, in one request, without waiting.
+
+        Args:
+            task_id: The task's id.
+            model: The task's model id or `ModelSpec`, which picks the family's status endpoint; None
+                assumes a Market-family model.
+
+        Returns:
+            The `TaskStatus` as Kie reports it, running or finished.
+
+        Raises:
+            NotFoundError: Kie has no such task (new tasks can take a moment to appear).
+        """
         spec = catalog.get(model) if isinstance(model, str) else model
         status: TaskStatus = self.run(flows.status_once(spec, task_id))
         return status
@@ -213,6 +311,23 @@ class Kie:
     def download(
         self, status: TaskStatus, output_dir: str | Path = ".", *, name: str | None = None
     ) -> list[Result]:
+        """Save every result of a finished task to disk, verified, before its link expires.
+
+        Kie's result links expire; an expired one is refreshed through `download_url` and fetched again,
+        so a task finished hours ago can still be saved.
+
+        Args:
+            status: The finished task's `TaskStatus`, from `wait` or `get`.
+            output_dir: Folder for the files; created if missing.
+            name: File name stem: files are `<name>-1.png`, `<name>-2.png`, ...; defaults to the task id.
+
+        Returns:
+            One `Result` per output, in Kie's order, each already on disk with its size and SHA-256.
+            Text outputs (lyrics, descriptions) are saved as files too.
+
+        Raises:
+            DownloadError: A result could not be fetched or saved; the task is paid for, so retry.
+        """
         saved = self.run(flows.download(status, Path(output_dir), name or status.task_id))
         return [Result.from_saved(s) for s in saved]
 
@@ -227,11 +342,44 @@ class Kie:
         deadline: float | None = None,
         callback_url: str | None = None,
         allow_unknown: bool = False,
-        on_submit: Any = None,
+        on_submit: Callable[[Submission], object] | None = None,
         on_status: StatusHook | None = None,
         **fields: Any,
     ) -> Generation:
-        """Prompt to file on disk in one call."""
+        """Prompt to file on disk in one call: validate, submit once, wait, and download.
+
+            gen = kie.generate("nano-banana-pro", prompt="a red fox", aspect_ratio="16:9", output_dir="out")
+
+        Args:
+            model: A model id or alias from the catalogue (`kie models` lists them), or a `ModelSpec`.
+            input: The model's input fields as a mapping; `**fields` are merged over it.
+            output_dir: Folder the results are saved in; created if missing.
+            name: File name stem for the results (`<name>-1.png`, ...); defaults to the task id.
+            deadline: Seconds to wait for the task before giving up; defaults to the configured task
+                deadline (30 minutes unless changed).
+            callback_url: Where Kie POSTs the result when the task ends, in addition to the polling
+                done here; defaults to `KIE_CALLBACK_URL`.
+            allow_unknown: Send fields the catalogue does not know instead of rejecting them, for a
+                parameter Kie added after this release.
+            on_submit: Called with the `Submission` as soon as the task exists, before waiting: the
+                place to record the task id, so a crash while waiting loses nothing paid for.
+            on_status: Called as `on_status(status, polls)` after every status read, e.g. for progress.
+            **fields: Input fields as keywords, e.g. `prompt="a red fox"`. Local files (a path or bytes)
+                in media fields are uploaded first.
+
+        Returns:
+            The `Generation`: task id, final status, the saved `results` (`.paths` for the files) and
+            the price estimate (`.credits`).
+
+        Raises:
+            UnknownModelError: The model matches nothing; the message suggests close names.
+            ValidationError: An input is wrong. Raised before any request, so nothing is spent.
+            APIStatusError: Kie refused a request (bad key, no credits, rate limit after retries, ...).
+            SubmissionUnknownError: The create was sent but no answer came back; it is never resent.
+            TaskFailedError: The task failed on Kie (failed tasks are not charged).
+            TimeoutError: The deadline passed; the task may still be running on Kie.
+            DownloadError: A finished result could not be saved; the task is paid for, so retry.
+        """
         sub = self.submit(model, input, callback_url=callback_url, allow_unknown=allow_unknown, **fields)
         if on_submit is not None:
             on_submit(sub)
@@ -242,7 +390,24 @@ class Kie:
         return Generation(sub.task_id, sub.model, status, tuple(results), sub.estimate)
 
     def upload(self, file: str | Path | bytes, *, mime_type: str | None = None) -> UploadedFile:
-        """Upload a local file (or bytes) under a unique name; its `download_url` is usable as input."""
+        """Upload a local file or bytes; the returned `download_url` can be passed as a model input.
+
+        `generate` and `submit` already upload local paths given as inputs; call this to reuse one
+        upload across several tasks. Each upload gets a unique name, because Kie overwrites same-named
+        files and may serve a cached old copy.
+
+        Args:
+            file: A path to a local file, or the content itself as bytes.
+            mime_type: The content type; guessed from a path's extension when None, and
+                `application/octet-stream` for bytes.
+
+        Returns:
+            The `UploadedFile`, whose `download_url` is a link to the content that models can fetch.
+
+        Raises:
+            APIStatusError: Kie refused the upload.
+            TransportError: The network failed after retries.
+        """
         content = file if isinstance(file, bytes) else Path(file)
         uploaded: UploadedFile = self.run(
             flows.upload(content, upload_path=self.config.upload_path, mime_type=mime_type)
@@ -250,10 +415,31 @@ class Kie:
         return uploaded
 
     def credits(self) -> float:
+        """The account's remaining credits, e.g. to check before a large batch.
+
+        Returns:
+            The credit balance Kie reports for this API key.
+
+        Raises:
+            AuthenticationError: The API key is missing or wrong.
+        """
         env = self._send(Send(common.credits_request()))
         return common.parse_credits(require_ok(env))
 
     def download_url(self, url: str) -> str:
-        """A fresh, temporary (20 min) direct link for a Kie-generated file."""
+        """A fresh direct link for a file Kie generated, valid for about 20 minutes.
+
+        Result links expire; `download` refreshes them itself, so this is for handing a link to
+        something else (a browser, another service).
+
+        Args:
+            url: The file's original result URL, as found in a `TaskStatus`.
+
+        Returns:
+            A temporary URL that downloads the file without an API key.
+
+        Raises:
+            APIStatusError: Kie refused, e.g. the URL is not a Kie-generated file.
+        """
         env = self._send(Send(common.download_url_request(url)))
         return common.parse_download_url(require_ok(env))

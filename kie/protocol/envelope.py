@@ -129,7 +129,7 @@ _ERRORS: dict[int, type[APIStatusError]] = {
 }
 
 _ADVICE: dict[int, str] = {
-    401: "Check KIE_API_KEY (or --api-key); the key is missing or wrong.",
+    401: "Check KIE_API_KEY; the key is missing or wrong.",
     402: "Top up your Kie.ai credits, then resume.",
     429: "Slow down; nothing was created and it is safe to retry later.",
     433: "This sub-key reached its usage cap; raise it in the Kie dashboard.",

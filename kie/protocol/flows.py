@@ -8,6 +8,7 @@ deadlines, grace windows, link refresh and uploads therefore exists exactly once
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import mimetypes
 from collections.abc import Callable, Generator, Mapping
@@ -49,6 +50,10 @@ class Send:
     request: ApiRequest
     answers: frozenset[int] = frozenset()
     model: str | None = None
+    # Called once, right before the request is first written to the socket (after every pacing
+    # wait): a batch commits its intent here, so a crash while waiting leaves the job pending, not
+    # unknown. Whatever it raises ends the flow before anything is sent.
+    on_depart: Callable[[], None] | None = dataclasses.field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,13 @@ StatusHook = Callable[[TaskStatus, int], None]
 EXPIRED_STATUSES = {401, 403, 404, 410}
 
 
-def submit(spec: ModelSpec, values: Mapping[str, Any], callback_url: str | None) -> Flow:
+def submit(
+    spec: ModelSpec,
+    values: Mapping[str, Any],
+    callback_url: str | None,
+    *,
+    on_depart: Callable[[], None] | None = None,
+) -> Flow:
     """Create the task; return `Created` (its id, and the status when the endpoint is synchronous).
 
     A garbled success answer may hide a created task, so it is reported as unknown, never resent."""
@@ -88,7 +99,7 @@ def submit(spec: ModelSpec, values: Mapping[str, Any], callback_url: str | None)
     # generated" 422s); every other code is raised as its typed error.
     create_answer = getattr(family, "create_answer", None)
     answers = frozenset({422}) if create_answer is not None else frozenset()
-    env: Envelope = yield Send(request, answers=answers, model=spec.id)
+    env: Envelope = yield Send(request, answers=answers, model=spec.id, on_depart=on_depart)
     if not env.ok and create_answer is not None:
         created: Created | None = create_answer(spec, env)
         if created is not None:
@@ -309,6 +320,21 @@ def _local(value: Any) -> Path | bytes | None:
     return None
 
 
+def _media_items(spec: ModelSpec, values: Mapping[str, Any]) -> list[Any]:
+    items: list[Any] = []
+    for name, field in spec.fields.items():
+        if field.media is not None and name in values:
+            value = values[name]
+            items.extend(value if isinstance(value, list) else [value])
+    return items
+
+
+def has_local_files(spec: ModelSpec, values: Mapping[str, Any]) -> bool:
+    """Whether `upload_inputs` has anything to upload (a batch skips the step, and its ledger write,
+    for rows that only name URLs)."""
+    return any(_local(item) is not None for item in _media_items(spec, values))
+
+
 def upload_inputs(spec: ModelSpec, values: Mapping[str, Any], *, upload_path: str) -> Flow:
     """Replace local files in media fields with the `downloadUrl` of their upload."""
     result = dict(values)
@@ -337,6 +363,7 @@ __all__ = [
     "Send",
     "Sleep",
     "download",
+    "has_local_files",
     "save_text",
     "status_once",
     "submit",

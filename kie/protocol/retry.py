@@ -83,10 +83,22 @@ def final_error(
     if isinstance(exc, KieError):
         return exc
     if isinstance(exc, httpx.TransportError):
-        return TransportError(f"{label} failed: {_describe(exc)}. Check your network and try again.")
+        return TransportError(
+            f"{label} at {_url_of(exc)} failed: {_describe(exc)}. Check the URL and your network, then "
+            "try again."
+        )
     if isinstance(exc, MalformedResponse):
         return TransportError(f"{label} failed: {exc}")
     return exc
+
+
+def _url_of(exc: httpx.TransportError) -> str:
+    """Where the request went, without its query (a URL is never a secret here, but keep it short)."""
+    try:
+        url = exc.request.url
+    except RuntimeError:
+        return "Kie"
+    return str(url.copy_with(query=None))
 
 
 def _describe(exc: BaseException) -> str:
