@@ -48,7 +48,11 @@ class FieldSpec(_Strict):
         default=None,
         description="Set on URL inputs: a local path or bytes given here is uploaded first.",
     )
-    note: str | None = Field(default=None, description="Why this differs from the docs, with evidence.")
+    note: str | None = Field(default=None, description="Why this differs from the docs, in words for users.")
+    source: str | None = Field(
+        default=None,
+        description="Where the note's or description's evidence comes from; for maintainers only.",
+    )
 
     @property
     def types(self) -> tuple[FieldType, ...]:
@@ -145,6 +149,9 @@ class ModelSpec(_Strict):
     status: Lifecycle = "active"
     docs_url: str | None = None
     notes: tuple[str, ...] = ()
+    sources: tuple[str, ...] = Field(
+        default=(), description="Where the notes' facts come from; for maintainers, not shown by default."
+    )
 
     @model_validator(mode="after")
     def _price_fields_exist(self) -> ModelSpec:
@@ -162,6 +169,7 @@ class Alias(_Strict):
 
     target: str
     note: str | None = None
+    source: str | None = Field(default=None, description="Who uses this name; for maintainers only.")
     input: dict[str, Any] = Field(
         default_factory=dict, description="Defaults the alias implies, e.g. a Midjourney speed."
     )
@@ -175,6 +183,7 @@ class Preset(_Strict):
     template: str
     models: tuple[str, ...]
     negative_prompt: str | None = None
+    source: str | None = Field(default=None, description="Where the advice comes from; not shown by default.")
 
 
 class UseCase(_Strict):
@@ -186,6 +195,7 @@ class UseCase(_Strict):
     require_languages: tuple[str, ...] = ()
     capabilities: tuple[str, ...] = ()
     reason: str
+    source: str | None = Field(default=None, description="Where the advice comes from; not shown by default.")
 
 
 class FollowUp(_Strict):
