@@ -1,9 +1,10 @@
 """Saving results: predictable names, the right extension, and no half-written files.
 
-A result is streamed into `<dir>/.<name>.part`, hashed as it arrives, checked against the announced
-length, then renamed into place in one step, so a crash leaves either the whole file or nothing a user
-could mistake for it. Names come from our ids, never from the server (`<id>-<n>.<ext>`), so a hostile
-or odd URL cannot write outside the output folder.
+A result is streamed into `<dir>/.<name>.<pid>-<random>.part`, hashed as it arrives, checked against the
+announced length, then moved into place in one step, so a crash leaves either the whole file or nothing a
+user could mistake for it, and two processes never share a partial file. Names come from our ids, never
+from the server (`<id>-<n>.<ext>`), so a hostile or odd URL cannot write outside the output folder. An
+existing result with other content is never silently replaced: it may be another job's paid result.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ import hashlib
 import mimetypes
 import os
 import re
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlparse
+
+from kie.errors import DownloadError
 
 _MAGIC: tuple[tuple[bytes, int, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", 0, "png"),
@@ -51,6 +55,10 @@ _CONTENT_TYPES = {
     "text/plain": "txt",
 }
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# A sink's name may also carry `~`: the ledger's `claim_stem` marks a renamed stem with it (`x~2`), and
+# `safe_stem` never produces one, so a renamed stem cannot meet a user's own name.
+_SINK_SAFE = re.compile(r"[^A-Za-z0-9._~-]+")
+STEM_LIMIT = 120
 
 
 def sniff_extension(head: bytes, content_type: str | None, url: str | None = None) -> str:
@@ -78,9 +86,19 @@ def sniff_extension(head: bytes, content_type: str | None, url: str | None = Non
 
 
 def safe_stem(text: str) -> str:
-    """A file-name stem from our own ids or a user's output name; never a path."""
-    stem = _SAFE.sub("_", text).strip("._") or "result"
-    return stem[:120]
+    """A file-name stem from our own ids or a user's output name; never a path.
+
+    A long name keeps its start plus a hash of the whole text, so two names that differ only after
+    the cut do not end up sharing one file name."""
+    return _clean(text, _SAFE, STEM_LIMIT)
+
+
+def _clean(text: str, unsafe: re.Pattern[str], limit: int) -> str:
+    stem = unsafe.sub("_", text).strip("._~") or "result"
+    if len(stem) <= limit:
+        return stem
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:10]
+    return f"{stem[: limit - len(digest) - 1]}_{digest}"
 
 
 @dataclass(frozen=True)
@@ -102,21 +120,27 @@ class FileSink:
 
     def __init__(self, directory: Path, stem: str, url: str) -> None:
         self.directory = directory
-        self.stem = safe_stem(stem)
+        self.stem = _clean(stem, _SINK_SAFE, 200)
         self.url = url
         self.content_type: str | None = None
         self.expected: int | None = None
         self._hash = hashlib.sha256()
         self._size = 0
         self._head = b""
-        self._part = directory / f".{self.stem}.part"
+        self._part: Path | None = None
         self._file: BinaryIO | None = None
 
     def start(self, content_type: str | None, length: int | None) -> None:
+        """Begin (or begin again, after a failed attempt) a download into a fresh partial file."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        self.abort()
         self.content_type = content_type
         self.expected = length
-        self._file = open(self._part, "wb")  # noqa: SIM115 - closed in finish/abort
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._head = b""
+        self._part = self.directory / f".{self.stem}.{os.getpid()}-{secrets.token_hex(4)}.part"
+        self._file = open(self._part, "xb")  # noqa: SIM115 - closed in finish/abort
 
     def write(self, chunk: bytes) -> None:
         assert self._file is not None, "start() first"
@@ -126,25 +150,66 @@ class FileSink:
         self._size += len(chunk)
         self._file.write(chunk)
 
-    def finish(self) -> SavedFile:
-        assert self._file is not None, "start() first"
+    def finish(self, *, overwrite: bool = False) -> SavedFile:
+        """Move the verified file into place. An existing file with the same content is kept; one with
+        different content is refused (`DownloadError`) unless `overwrite`, since it may be another
+        job's result."""
+        assert self._file is not None and self._part is not None, "start() first"
+        part = self._part
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
         self._file = None
+        self._part = None
         if self.expected is not None and self._size != self.expected:
-            self._part.unlink(missing_ok=True)
+            part.unlink(missing_ok=True)
             raise ValueError(f"download was truncated: got {self._size} of {self.expected} bytes")
         if self._size == 0:
-            self._part.unlink(missing_ok=True)
+            part.unlink(missing_ok=True)
             raise ValueError("download was empty")
         ext = sniff_extension(self._head, self.content_type, self.url)
         final = self.directory / f"{self.stem}.{ext}"
-        os.replace(self._part, final)
-        return SavedFile(self.url, final, self._size, self._hash.hexdigest(), self.content_type)
+        digest = self._hash.hexdigest()
+        if overwrite:
+            os.replace(part, final)
+        elif not _place(part, final):
+            part.unlink()
+            if final.stat().st_size != self._size or _sha256_of(final) != digest:
+                raise DownloadError(
+                    f"File {final} already exists with different content; move it aside or choose "
+                    "another output folder, then retry.",
+                    url=self.url,
+                )
+        return SavedFile(self.url, final, self._size, digest, self.content_type)
 
     def abort(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
-        self._part.unlink(missing_ok=True)
+        if self._part is not None:
+            self._part.unlink(missing_ok=True)
+            self._part = None
+
+
+def _place(part: Path, final: Path) -> bool:
+    """Move `part` to `final` unless `final` exists; False when it did. A hard link makes the check and
+    the move one atomic step, where a check followed by a rename could clobber a file made in between."""
+    try:
+        os.link(part, final)
+    except FileExistsError:
+        return False
+    except OSError:  # no hard links on this file system: check, then rename
+        if final.exists():
+            return False
+        os.replace(part, final)
+        return True
+    part.unlink()
+    return True
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -11,6 +11,10 @@ Job states and the only moves between them:
 
 `unknown` is the honest state for a create whose outcome was lost: it is shown to the user and never
 resent without their decision.
+
+With several processes on one store, a `succeeded` job is saved by whoever holds its download claim
+(`claim_download`, a lease), into file names that belong to it alone (`claim_stem`), and a callback is
+accepted once however often it is replayed (`seen_callback`).
 """
 
 from kie.store.ledger import (
@@ -30,6 +34,7 @@ from kie.store.ledger import (
     NewJob,
     Record,
     default_store_url,
+    mask_url,
 )
 
 __all__ = [
@@ -49,4 +54,5 @@ __all__ = [
     "NewJob",
     "Record",
     "default_store_url",
+    "mask_url",
 ]

@@ -70,6 +70,9 @@ jobs = Table(
     Column("submitted_at", Float, nullable=True),
     Column("completed_at", Float, nullable=True),
     Column("downloaded_at", Float, nullable=True),
+    # Who is saving a succeeded job's files, and until when (migration 0003): one downloader per job.
+    Column("download_owner", Text, nullable=True),
+    Column("download_until", Float, nullable=True),
     UniqueConstraint("batch_id", "row_key", "step", name="uq_kie_jobs_row"),
     Index("ix_kie_jobs_batch_state", "batch_id", "state"),
     Index("ix_kie_jobs_state", "state"),
@@ -99,6 +102,30 @@ files = Table(
     Column("sha256", String(64), nullable=False),
     Column("content_type", Text, nullable=True),
     UniqueConstraint("job_id", "idx", name="uq_kie_files_job_idx"),
+    Index("ix_kie_files_path", "path"),
+)
+
+# A file-name stem belongs to one job per folder (migration 0003): the unique (directory, stem) pair is
+# what stops two processes from both writing `<stem>-1.png`.
+stems = Table(
+    "kie_stems",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("directory", Text, nullable=False),
+    Column("stem", Text, nullable=False),
+    Column("job_id", String(32), ForeignKey("kie_jobs.id"), nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("directory", "stem", name="uq_kie_stems_name"),
+    UniqueConstraint("job_id", "directory", name="uq_kie_stems_job"),
+)
+
+# Callbacks already accepted (migration 0003), so a replayed callback is refused after a restart too.
+callbacks = Table(
+    "kie_callbacks",
+    metadata,
+    Column("key", String(128), primary_key=True),
+    Column("seen_at", Float, nullable=False),
+    Index("ix_kie_callbacks_seen_at", "seen_at"),
 )
 
 limiters = Table(
