@@ -5,6 +5,10 @@ number fields (Kie coerces them; Appendix C shows `"6"` stored as `6`), and a nu
 string enum such as Kling's `duration` ("5") is converted, because the conversion is unambiguous and the
 wrong JSON type is the most common paid 422. Everything else that is wrong is reported at once, field by
 field, in one sentence.
+
+Local files are opened and their first bytes sniffed here, and strings or numbers the job store cannot
+hold (NUL characters, integers beyond 64 bits) are refused here, because each of these otherwise fails
+only after a batch has started paying.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +28,113 @@ from kie.errors import Issue, ValidationError
 # Values the user gives that stand for a local file to upload. `str` is only taken as a path when it
 # is not a URL; the check happens here so a missing file is reported before any spend.
 LocalFile = (Path, bytes, bytearray)
+
+INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63)
+MAX_DEPTH = 64
+_HEAD_BYTES = 64
+
+_ASK = {
+    "image": "give a PNG, JPEG or WEBP image",
+    "video": "give an MP4, MOV or WEBM video",
+    "audio": "give an MP3, WAV or M4A audio file",
+}
+_IMAGE_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"}
+_AUDIO_BRANDS = {b"M4A ", b"M4B ", b"M4P ", b"F4A ", b"F4B "}
+
+
+def _iso_media(head: bytes) -> str:
+    """An ISO base media file (MP4, MOV, HEIC, M4A) by its `ftyp` brands: major first, then compatible."""
+    size = int.from_bytes(head[:4], "big")
+    brands = [head[8:12]] + [head[i : i + 4] for i in range(16, min(size, len(head)) - 3, 4)]
+    if brands[0] in _IMAGE_BRANDS:
+        return "image"
+    if brands[0] in _AUDIO_BRANDS or (
+        any(b in _AUDIO_BRANDS for b in brands) and not any(b.startswith(b"M4V") for b in brands)
+    ):
+        return "audio"
+    return "video"
+
+
+def sniff_media(head: bytes) -> str | None:
+    """The media kind ("image", "video" or "audio") the first bytes of a file announce, else None.
+
+    Extensions lie and Kie fetches whatever it is given, so a text file sent as an image is a paid
+    failure; the signatures are the ones the formats Kie's models take begin with.
+    """
+    if head.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*")):
+        return "image"
+    if head.startswith(b"BM") and len(head) >= 14 and head[6:10] == b"\x00\x00\x00\x00":
+        return "image"
+    if head.startswith(b"RIFF") and len(head) >= 12:
+        return {b"WEBP": "image", b"WAVE": "audio", b"AVI ": "video"}.get(head[8:12])
+    if head[4:8] == b"ftyp":
+        return _iso_media(head)
+    if head[4:8] in (b"moov", b"mdat", b"wide", b"free") or head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "video"
+    if head.startswith((b"ID3", b"OggS", b"fLaC")):
+        return "audio"
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
+        return "audio"  # an MP3 frame or an AAC ADTS header
+    return None
+
+
+def _looks_like(head: bytes) -> str:
+    """What a file that is not the expected media seems to be instead, as the end of a sentence."""
+    kind = sniff_media(head)
+    if kind is not None:
+        return {"image": "looks like an image", "video": "looks like a video", "audio": "looks like audio"}[
+            kind
+        ]
+    if head.startswith(b"%PDF"):
+        return "looks like a PDF document"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:  # the head may end inside a multi-byte character
+        text = head[: exc.start].decode("utf-8") if exc.start >= len(head) - 3 else ""
+    if text and all(ch.isprintable() or ch in "\t\r\n" for ch in text):
+        return "looks like text"
+    return "is in no image, video or audio format kie knows"
+
+
+def unstorable(value: Any, root: str = "") -> tuple[str, str] | None:
+    """The first part of a JSON-like value the job store or Kie cannot hold, as (path, problem).
+
+    PostgreSQL refuses NUL characters and lone surrogates in text, Kie's numbers are 64-bit, and NaN is
+    not JSON; the walk is iterative so a deeply nested value cannot exhaust the stack while being checked.
+    """
+    stack: list[tuple[str, Any, int]] = [(root, value, 0)]
+    while stack:
+        path, item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return path, f"is nested more than {MAX_DEPTH} levels deep; flatten it"
+        if isinstance(item, str):
+            if "\x00" in item:
+                return path, "contains a NUL character, which cannot be stored; remove it"
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return path, "contains a broken character (a lone surrogate); remove it"
+        elif isinstance(item, bool):
+            continue
+        elif isinstance(item, int):
+            if item > INT64_MAX:
+                return path, f"is too large; the limit is {INT64_MAX}"
+            if item < INT64_MIN:
+                return path, f"is too small; the limit is {INT64_MIN}"
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return path, "is not a finite number; give a real number"
+        elif isinstance(item, Mapping):
+            for key, child in reversed(list(item.items())):
+                name = str(key).replace("\x00", "\\0")
+                if "\x00" in str(key):
+                    return path, f"has a key with a NUL character ({name!r}); remove it"
+                stack.append((f"{path}.{name}" if path else name, child, depth + 1))
+        elif isinstance(item, (list, tuple)):
+            for index in reversed(range(len(item))):
+                stack.append((f"{path}[{index}]", item[index], depth + 1))
+    return None
 
 
 @dataclass(frozen=True)
@@ -78,9 +190,10 @@ class _Checker:
                 return True, value
             if isinstance(value, LocalFile) and spec.media is not None:
                 return True, value
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                text = str(int(value)) if float(value).is_integer() else str(value)
-                return True, text
+            if isinstance(value, int) and not isinstance(value, bool):
+                return True, str(value)
+            if isinstance(value, float):
+                return True, str(int(value)) if value.is_integer() else str(value)
             return False, value
         if kind in ("integer", "number"):
             if isinstance(value, bool):
@@ -90,7 +203,9 @@ class _Checker:
                     value = float(value.strip())
                 except ValueError:
                     return False, value
-            if isinstance(value, (int, float)):
+            if isinstance(value, int):  # exact, and beyond a float's range: `_limits` judges its size
+                return True, value
+            if isinstance(value, float):
                 if not math.isfinite(value):
                     return False, value
                 if kind == "integer":
@@ -144,7 +259,19 @@ class _Checker:
                 self.fail(name, f"must be at least {_num(spec.minimum)}{_range(spec)}, got {_num(value)}")
             elif spec.maximum is not None and value > spec.maximum:
                 self.fail(name, f"must be at most {_num(spec.maximum)}{_range(spec)}, got {_num(value)}")
+            elif isinstance(value, int) and value > INT64_MAX:
+                self.fail(name, f"is too large; the limit is {INT64_MAX}")
+            elif isinstance(value, int) and value < INT64_MIN:
+                self.fail(name, f"is too small; the limit is {INT64_MIN}")
         elif isinstance(value, str):
+            if (
+                (spec.required or name == "prompt")
+                and spec.media is None
+                and spec.enum is None
+                and not value.strip()
+            ):
+                self.fail(name, _empty_problem(name))
+                return
             if spec.max_length is not None and len(value) > spec.max_length:
                 self.fail(name, f"is {len(value)} characters long; the limit is {spec.max_length}")
             elif spec.min_length is not None and len(value) < spec.min_length:
@@ -176,13 +303,58 @@ class _Checker:
     def _local_file(self, name: str, spec: FieldSpec, value: Any) -> None:
         if spec.media is None or not self.allow_local_files:
             return
-        if isinstance(value, (bytes, bytearray)):
-            return
         if isinstance(value, str) and _is_url(value):
             return
+        problem = _file_problem(spec.media, value)
+        if problem is not None:
+            self.fail(name, problem)
+
+
+def _file_problem(media: str, value: Any) -> str | None:
+    """Why a local path or bytes cannot be this field's `media`, or None when it can."""
+    ask = _ASK[media]
+    if isinstance(value, (bytes, bytearray)):
+        head, subject = bytes(value[:_HEAD_BYTES]), "the data"
+    elif isinstance(value, str) and not value.strip():
+        return "is empty; give an http(s) URL or the path of a local file"
+    else:
         path = Path(value)
-        if not path.is_file():
-            self.fail(name, f"is neither an http(s) URL nor a readable local file: {str(value)!r}")
+        text = str(value)
+        shown = repr(text if len(text) <= 120 else text[:117] + "...")
+        try:
+            mode = path.stat().st_mode
+        except OSError:  # missing, or not a path at all (too long, a broken link, a file as a folder)
+            return f"is neither an http(s) URL nor an existing local file: {shown}; {ask}"
+        if stat.S_ISDIR(mode):
+            return f"is a folder, not a file: {shown}; {ask}"
+        if not stat.S_ISREG(mode):
+            return f"is not a regular file: {shown}; {ask}"
+        try:
+            with path.open("rb") as handle:
+                head = handle.read(_HEAD_BYTES)
+        except PermissionError:
+            return f"cannot be read (permission denied): {shown}; make it readable or give a URL"
+        except OSError as exc:
+            return f"cannot be read ({exc.strerror or exc}): {shown}; check the file or give a URL"
+        subject = path.name
+    if not head:
+        return f"is empty: {subject} has no content; {ask}"
+    if sniff_media(head) == media:
+        return None
+    article = "a" if media == "video" else "an"
+    return f"is not {article} {media} file: {subject} {_looks_like(head)}; {ask}"
+
+
+def _number_field_int(spec: FieldSpec | None, value: Any) -> bool:
+    """An integer for a number field is judged by the field's own range before the 64-bit limit."""
+    numeric = spec is not None and ("integer" in spec.types or "number" in spec.types)
+    return numeric and isinstance(value, int) and not isinstance(value, bool)
+
+
+def _empty_problem(name: str) -> str:
+    """Only required text and the prompt: an optional field may be empty on purpose (Runway's docs send
+    `waterMark: ""` for no watermark)."""
+    return "is empty; write what to generate" if name == "prompt" else "is empty; give a value"
 
 
 def _num(value: float) -> str:
@@ -243,6 +415,10 @@ def validate(
     passthrough: list[str] = []
     for name, value in values.items():
         spec = model.fields.get(name)
+        bad = None if _number_field_int(spec, value) else unstorable(value, name)
+        if bad is not None:
+            checker.fail(*bad)
+            continue
         if spec is None:
             if allow_unknown:
                 clean[name] = value
@@ -264,6 +440,8 @@ def validate(
         if fill_defaults and _usable_default(spec.default):
             clean[name] = spec.default
             defaulted.append(name)
+        elif spec.required and require and spec.enum is not None and spec.enum_complete:
+            checker.fail(name, f"is required; one of {_fmt_allowed(spec.enum)}")
         elif spec.required and require:
             checker.fail(name, "is required; add it to the input")
 

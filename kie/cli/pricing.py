@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +11,11 @@ from rich.table import Table
 from kie import catalog
 from kie.catalog.pricing import Estimate
 from kie.cli._common import (
+    SECTION,
+    USER_ERROR,
     console,
+    emit_table,
+    err_console,
     fail,
     fmt_credits,
     fmt_usd,
@@ -23,7 +26,7 @@ from kie.cli._common import (
 from kie.cli.models import estimate_json, price_text
 from kie.config import Settings, load_settings
 from kie.errors import KieError
-from kie.runner.batchfile import read_batch
+from kie.runner.plan import plan_batch
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
@@ -37,7 +40,9 @@ def _estimate_one(
 
 def cost(
     model: Annotated[str | None, typer.Argument(help="Model id or alias (omit with --file).")] = None,
-    inputs: Annotated[list[str] | None, typer.Option("-i", "--input", help="key=value, repeatable.")] = None,
+    inputs: Annotated[
+        list[str] | None, typer.Option("-i", "--input", help="key=value, repeatable.", metavar="KEY=VALUE")
+    ] = None,
     count: Annotated[int, typer.Option("-n", "--count", min=1, help="How many tasks.")] = 1,
     file: Annotated[Path | None, typer.Option("--file", help="Estimate a whole JSONL or CSV batch.")] = None,
     default_model: Annotated[
@@ -63,91 +68,86 @@ def cost(
         console.print(f"{est.model} x {count}: [yellow]price unknown[/] ({est.basis}).")
         console.print("Set a price in your config's \\[prices] table to budget for it.")
         return
+    # The catalogue's evidence trail is for maintainers (`kie models show --sources`); a user only needs
+    # to know when their own override set the price.
+    own = "; your price override" if est.source == "your price override" else ""
     console.print(
         f"{est.model} x {count}: [bold]{fmt_credits(est.credits)} credits[/] "
-        f"≈ {fmt_usd(est.usd(settings.usd_per_credit))}  ({est.basis}; source: {est.source})"
+        f"≈ {fmt_usd(est.usd(settings.usd_per_credit))}  ({est.basis}{own})"
     )
 
 
 def _cost_file(path: Path, default_model: str | None, settings: Settings, json_: bool) -> None:
+    """The batch's plan, as `kie batch run --dry-run` makes it: every pipeline step is a priced job."""
     try:
-        batch = read_batch(path, default_model=default_model)
+        plan = plan_batch(
+            path,
+            default_model=default_model,
+            overrides=settings.price_overrides,
+            allow_unknown_price=True,
+        )
     except KieError as exc:
-        fail(str(exc))
-    groups: dict[str, dict[str, Any]] = defaultdict(lambda: {"rows": 0, "credits": 0.0, "unknown": 0})
-    problems = [(e.line, e.message) for e in batch.errors]
-    for row in batch.rows:
-        try:
-            est = _estimate_one(row.model, row.input, 1, settings)
-        except KieError as exc:
-            problems.append((row.line, str(exc)))
-            continue
-        group = groups[est.model]
-        group["rows"] += 1
-        if est.credits is None:
-            group["unknown"] += 1
-        else:
-            group["credits"] += est.credits
-    problems.sort()
-    total_known = sum(g["credits"] for g in groups.values())
-    unknown_rows = sum(g["unknown"] for g in groups.values())
+        fail(exc)
     rate = settings.usd_per_credit
+    models: list[dict[str, Any]] = [
+        {
+            "model": model,
+            "rows": jobs,
+            "jobs": jobs,
+            "credits": plan.credits_by_model[model] if jobs > plan.unknown_by_model.get(model, 0) else None,
+            "unknown_rows": plan.unknown_by_model.get(model, 0),
+            "usd": plan.credits_by_model[model] * rate,
+        }
+        for model, jobs in sorted(plan.rows_by_model.items())
+    ]
+    unknown_rows = len(plan.unknown_price_rows)
     if json_:
         print_json(
             {
                 "file": str(path),
-                "models": [
-                    {
-                        "model": m,
-                        "rows": g["rows"],
-                        "credits": g["credits"] if g["rows"] > g["unknown"] else None,
-                        "unknown_rows": g["unknown"],
-                        "usd": g["credits"] * rate,
-                    }
-                    for m, g in sorted(groups.items())
-                ],
-                "total_credits_known": total_known,
-                "total_usd_known": total_known * rate,
+                "models": models,
+                "jobs": len(plan.jobs),
+                "total_credits_known": plan.known_credits,
+                "total_usd_known": plan.known_credits * rate,
                 "unknown_rows": unknown_rows,
-                "invalid_rows": [{"line": line, "error": msg} for line, msg in problems],
+                "invalid_rows": [{"line": e.line, "error": e.message} for e in plan.errors],
             }
         )
     else:
-        table = Table(title=f"Cost estimate for {path.name}")
-        for column, justify in (
-            ("model", "left"),
-            ("rows", "right"),
-            ("credits", "right"),
-            ("USD", "right"),
-            ("unknown", "right"),
-        ):
-            table.add_column(column, justify=justify)  # type: ignore[arg-type]
-        for model, g in sorted(groups.items()):
-            known = g["rows"] - g["unknown"]
-            table.add_row(
-                model,
-                str(g["rows"]),
-                fmt_credits(g["credits"]) if known else "unknown",
-                fmt_usd(g["credits"] * rate) if known else "unknown",
-                str(g["unknown"]) if g["unknown"] else "",
+        rows: list[tuple[Any, ...]] = [
+            (
+                entry["model"],
+                entry["jobs"],
+                fmt_credits(entry["credits"]) if entry["credits"] is not None else "unknown",
+                fmt_usd(entry["usd"]) if entry["credits"] is not None else "unknown",
+                entry["unknown_rows"] or "",
             )
-        table.add_section()
-        table.add_row(
-            "total",
-            str(sum(g["rows"] for g in groups.values())),
-            fmt_credits(total_known),
-            fmt_usd(total_known * rate),
-            str(unknown_rows) if unknown_rows else "",
+            for entry in models
+        ]
+        rows += [
+            SECTION,
+            (
+                "total",
+                len(plan.jobs),
+                fmt_credits(plan.known_credits),
+                fmt_usd(plan.known_credits * rate),
+                unknown_rows or "",
+            ),
+        ]
+        emit_table(
+            ("model", "jobs", "credits", "USD", "unknown"),
+            rows,
+            title=f"Cost estimate for {path.name}",
+            justify={"jobs": "right", "credits": "right", "USD": "right", "unknown": "right"},
         )
-        console.print(table)
         if unknown_rows:
-            console.print(
+            err_console.print(
                 f"[yellow]{unknown_rows} rows have no known price; the total covers only known prices.[/]"
             )
-        for line, message in problems:
-            print_problem(line, message)
-    if problems:
-        raise typer.Exit(1)
+        for error in plan.errors:
+            print_problem(error.line, error.message)
+    if plan.errors:
+        raise typer.Exit(USER_ERROR)
 
 
 def recommend(
