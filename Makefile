@@ -14,9 +14,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## The main job: generate a real image. Uses the built-in sandbox when KIE_API_KEY is unset.
+## The main job: generate a real image on the built-in sandbox (no account needed; drop --sandbox and set KIE_API_KEY for Kie.ai).
 demo: $(STAMP)
-	$(BIN)/kie generate nano-banana-pro --prompt "a lighthouse on a cliff at dawn, watercolour" -o kie-output
+	$(BIN)/kie generate nano-banana-pro --sandbox --prompt "a lighthouse on a cliff at dawn, watercolour" -o kie-output
 
 ## The whole test suite (PostgreSQL tests run when KIE_TEST_POSTGRES_URL is set).
 test: $(STAMP)

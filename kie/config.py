@@ -15,6 +15,7 @@ but `Settings.__repr__` never shows them, so a settings object is safe to log.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -51,6 +52,9 @@ class Timeouts:
     # The whole wait for one task, from submit to result. Videos can take 15 minutes on Kie.
     task_deadline: float = 30 * 60.0
     download: float = 300.0
+    # How long a batch keeps retrying creates that never reached Kie (connection refused, DNS) before
+    # it pauses with a reason: long enough for a network blip, short enough to notice a wrong URL.
+    unreachable: float = 180.0
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,41 @@ def _price_overrides(raw: Any, path: Path) -> dict[str, PriceRule]:
     return rules
 
 
+def clean_key(raw: Any, name: str = "KIE_API_KEY") -> str | None:
+    """A key as Kie will receive it: surrounding whitespace (a pasted newline) stripped, and refused in
+    one sentence, without echoing it, when it holds characters no HTTP header can carry.
+
+    A malformed key used to surface as an httpx header error quoting the key, which then landed in the
+    ledger's error column; refusing it here keeps it out of every message and every store."""
+    if raw is None:
+        return None
+    key = str(raw).strip()
+    if not key:
+        return None
+    if not key.isascii() or any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in key):
+        raise ConfigurationError(
+            f"{name} contains spaces, control or non-ASCII characters ({len(key)} characters); copy the "
+            "key again from your Kie.ai dashboard and set it without quotes or line breaks."
+        )
+    return key
+
+
+def budget_value(raw: Any, source: str) -> float | None:
+    """A credit budget: a finite number of at least 0. `nan` used to switch the budget off silently."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise ConfigurationError(
+            f"{source} must be a number of credits of at least 0, such as 500, not {raw!r}; fix it or "
+            "leave it unset for no budget."
+        )
+    return value
+
+
 def load_settings(config_path: Path | None = None, **overrides: Any) -> Settings:
     """Build settings: explicit `overrides` win over environment variables, which win over the file."""
     path = config_path or default_config_path()
@@ -135,21 +174,42 @@ def load_settings(config_path: Path | None = None, **overrides: Any) -> Settings
             return env[env_name]
         return data.get(name, default)
 
+    usd_raw = pick("usd_per_credit", "KIE_USD_PER_CREDIT", 0.005)
     try:
-        usd = float(pick("usd_per_credit", "KIE_USD_PER_CREDIT", 0.005))
-        max_credits_raw = pick("max_credits", "KIE_MAX_CREDITS")
-        max_credits = float(max_credits_raw) if max_credits_raw is not None else None
-    except ValueError as exc:
-        raise ConfigurationError(f"A numeric setting is not a number: {exc}. Fix it in {path}.") from exc
+        usd = float(usd_raw)
+    except (TypeError, ValueError):
+        usd = math.nan
+    if not math.isfinite(usd) or usd <= 0:
+        raise ConfigurationError(
+            f"usd_per_credit (KIE_USD_PER_CREDIT or {path}) must be a positive number such as 0.005, "
+            f"not {usd_raw!r}."
+        )
+    env_budget = overrides.get("max_credits") is None and bool(env.get("KIE_MAX_CREDITS"))
+    max_credits = budget_value(
+        pick("max_credits", "KIE_MAX_CREDITS"),
+        "KIE_MAX_CREDITS" if env_budget else f"max_credits in {path}",
+    )
     home = pick("home", "KIE_HOME")
     home_path = Path(home) if home else Path(platformdirs.user_data_dir("kie"))
     timeouts = overrides.get("timeouts") or Timeouts()
+    unreachable_raw = pick("unreachable_timeout", "KIE_UNREACHABLE_TIMEOUT")
+    if unreachable_raw is not None:
+        try:
+            unreachable = float(unreachable_raw)
+        except (TypeError, ValueError):
+            unreachable = math.nan
+        if not math.isfinite(unreachable) or unreachable <= 0:
+            raise ConfigurationError(
+                "KIE_UNREACHABLE_TIMEOUT (unreachable_timeout in the config file) must be a positive "
+                f"number of seconds such as 180, not {unreachable_raw!r}."
+            )
+        timeouts = replace(timeouts, unreachable=unreachable)
     from kie.catalog.sync import synced_overrides
 
     prices = synced_overrides(home_path)
     prices.update(_price_overrides(overrides.get("price_overrides") or data.get("prices"), path))
     return Settings(
-        api_key=pick("api_key", "KIE_API_KEY"),
+        api_key=clean_key(pick("api_key", "KIE_API_KEY")),
         base_url=str(pick("base_url", "KIE_BASE_URL", DEFAULT_BASE_URL)).rstrip("/"),
         upload_base_url=str(pick("upload_base_url", "KIE_UPLOAD_BASE_URL", DEFAULT_UPLOAD_BASE_URL)).rstrip(
             "/"
@@ -157,7 +217,7 @@ def load_settings(config_path: Path | None = None, **overrides: Any) -> Settings
         usd_per_credit=usd,
         max_credits=max_credits,
         callback_url=pick("callback_url", "KIE_CALLBACK_URL"),
-        webhook_key=pick("webhook_key", "KIE_WEBHOOK_KEY"),
+        webhook_key=clean_key(pick("webhook_key", "KIE_WEBHOOK_KEY"), "KIE_WEBHOOK_KEY"),
         home=home_path,
         store_url=pick("store_url", "KIE_STORE_URL"),
         timeouts=timeouts,

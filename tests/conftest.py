@@ -34,6 +34,8 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         "KIE_STORE_URL",
         "KIE_MAX_CREDITS",
         "KIE_LOG",
+        "KIE_POLL_SCALE",
+        "KIE_UNREACHABLE_TIMEOUT",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("KIE_CONFIG", str(tmp_path / "no-config.toml"))

@@ -10,46 +10,69 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.live import Live
-from rich.table import Table
 
 from kie.cli._common import (
+    BATCH_INCOMPLETE,
+    INTERRUPTED,
+    KIE_FAILED,
+    OK,
+    SECTION,
+    USER_ERROR,
     console,
+    emit_table,
     err_console,
     fail,
     fmt_credits,
     fmt_usd,
-    poll_scale,
     print_json,
     print_problem,
 )
-from kie.client import AsyncKie
-from kie.config import Settings, load_settings
-from kie.errors import KieError
-from kie.protocol.polling import PollPolicy
-from kie.runner.engine import BatchRunner, RunOptions, RunResult
-from kie.runner.plan import Plan, batch_id_for, plan_batch
-from kie.sandbox.server import SandboxServer
-from kie.sandbox.state import SandboxConfig
-from kie.store import ABANDONED, FAILED, PENDING, STATES, UNKNOWN, Ledger, Record, default_store_url
+from kie.cli.session import Session, open_ledger, session, settings_or_fail
+from kie.config import Settings, budget_value
+from kie.errors import ConfigurationError, KieError
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from kie.client import AsyncKie
+    from kie.runner.engine import RunOptions, RunResult
+    from kie.runner.plan import Plan
+    from kie.store import Ledger, Record
+
+# The ledger's states, in the order a job moves through them (kept here so `--help` needs no ledger).
+STATES = (
+    "pending",
+    "submitting",
+    "running",
+    "succeeded",
+    "done",
+    "failed",
+    "rejected",
+    "unknown",
+    "abandoned",
+)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Emit JSON (events, one per line, while running).")]
 PublicUrlOpt = Annotated[
     str | None, typer.Option("--public-url", help="URL of your `kie serve` receiver: per-job callbacks.")
 ]
 StoreOpt = Annotated[str | None, typer.Option("--store", help="Ledger URL (default: SQLite in KIE_HOME).")]
+SandboxOpt = Annotated[
+    bool,
+    typer.Option("--sandbox", help="Use the built-in sandbox and its own ledger: no account, no credits."),
+]
+BudgetOpt = Annotated[
+    str | None,
+    typer.Option("--max-credits", help="Never commit more than this many credits.", metavar="CREDITS"),
+]
 
 batch_app = typer.Typer(
     help="Run JSONL/CSV batches that resume, never pay twice and stay in budget.", no_args_is_help=True
 )
 jobs_app = typer.Typer(help="Inspect and resolve jobs in the ledger.", no_args_is_help=True)
-
-
-def open_ledger(store: str | None, settings: Settings) -> Ledger:
-    return Ledger(store or settings.store_url or default_store_url(settings.home))
 
 
 def _rate(text: str) -> float:
@@ -63,72 +86,99 @@ def _rate(text: str) -> float:
     return seconds / n
 
 
-@contextlib.contextmanager
-def _client(settings: Settings, use_sandbox: bool, json_: bool) -> Iterator[tuple[AsyncKie, Settings]]:
-    """An async client for Kie, or for an in-process sandbox (with a notice) when there is no key."""
-    sandbox: SandboxServer | None = None
-    scale = poll_scale()
-    if use_sandbox or not settings.api_key:
-        scale = 0.1
-        sandbox = SandboxServer(SandboxConfig(time_scale=scale)).start()
-        settings = settings.with_(api_key=sandbox.api_key, base_url=sandbox.url, upload_base_url=sandbox.url)
-        if not json_:
-            err_console.print(
-                f"[cyan]No KIE_API_KEY (or --sandbox): using the built-in sandbox at {sandbox.url}.[/]"
-            )
-    client = AsyncKie(settings=settings, poll=PollPolicy(scale=scale), create_interval=None)
+def _window(text: str) -> float:
+    return float(text.partition("/")[2])
+
+
+def _budget(text: str | None) -> float | None:
     try:
-        yield client, settings
-    finally:
-        if sandbox is not None:
-            sandbox.stop()
+        return budget_value(text, "--max-credits")
+    except ConfigurationError as exc:
+        fail(exc)
 
 
-def _print_plan(plan: Plan, settings: Settings, balance: float | None) -> None:
-    table = Table(title="Plan")
-    for column in ("model", "jobs", "credits", "USD"):
-        table.add_column(column, justify="left" if column == "model" else "right")
-    for model in sorted(plan.rows_by_model):
-        credits = plan.credits_by_model[model]
-        table.add_row(
+@contextlib.contextmanager
+def _client(sess: Session) -> Iterator[AsyncKie]:
+    from kie.client import AsyncKie
+    from kie.protocol.polling import PollPolicy
+
+    yield AsyncKie(settings=sess.settings, poll=PollPolicy(scale=sess.scale), create_interval=None)
+
+
+def _print_plan(plan: Plan, settings: Settings) -> None:
+    rate = settings.usd_per_credit
+    rows: list[tuple[Any, ...]] = [
+        (
             model,
-            str(plan.rows_by_model[model]),
-            fmt_credits(credits),
-            fmt_usd(credits * settings.usd_per_credit),
+            plan.rows_by_model[model],
+            fmt_credits(plan.credits_by_model[model]),
+            fmt_usd(plan.credits_by_model[model] * rate),
         )
-    table.add_section()
-    table.add_row(
-        "total",
-        str(len(plan.jobs)),
-        fmt_credits(plan.known_credits),
-        fmt_usd(plan.known_credits * settings.usd_per_credit),
+        for model in sorted(plan.rows_by_model)
+    ]
+    rows += [
+        SECTION,
+        ("total", len(plan.jobs), fmt_credits(plan.known_credits), fmt_usd(plan.known_credits * rate)),
+    ]
+    emit_table(
+        ("model", "jobs", "credits", "USD"),
+        rows,
+        title="Plan",
+        justify={"jobs": "right", "credits": "right", "USD": "right"},
     )
-    console.print(table)
     if plan.unknown_price_rows:
-        console.print(
+        err_console.print(
             f"[yellow]{len(plan.unknown_price_rows)} rows have an unknown price (--allow-unknown-price).[/]"
         )
-    if balance is not None:
-        note = (
-            "" if balance >= plan.known_credits else "  [red]— less than this batch is estimated to cost[/]"
-        )
-        console.print(f"balance: {fmt_credits(balance)} credits{note}")
 
 
 class Progress:
-    """Counts per state, credits against the budget, rate and ETA; or JSON lines with --json."""
+    """Counts per state, credits against the budget, rate and ETA on a terminal; one line per event on
+    stderr in a pipe; JSON lines on stdout with --json."""
 
-    def __init__(self, ledger: Ledger, batch_id: str, budget: float | None, json_: bool) -> None:
+    SHOWN = (
+        "done",
+        "failed",
+        "rejected",
+        "unknown",
+        "unreachable",
+        "retry_later",
+        "stopping",
+        "download_failed",
+        "still_running",
+        "balance_unavailable",
+    )
+
+    def __init__(
+        self, ledger: Ledger, batch_id: str, budget: float | None, json_: bool, sess: Session
+    ) -> None:
         self.ledger, self.batch_id, self.budget, self.json = ledger, batch_id, budget, json_
+        self.sandbox = sess.is_sandbox
         self.started = time.monotonic()
         self.done_at_start = ledger.counts(batch_id).get("done", 0)
+        self.plain = not json_ and not err_console.is_terminal
+        self.notice = ""
 
     def event(self, kind: str, data: Mapping[str, Any]) -> None:
         if self.json:
-            sys.stdout.write(json.dumps({"event": kind, "at": time.time(), **data}, default=str) + "\n")
+            extra = {"sandbox": True} if self.sandbox else {}
+            sys.stdout.write(
+                json.dumps({"event": kind, "at": time.time(), **data, **extra}, default=str) + "\n"
+            )
             sys.stdout.flush()
+            return
+        if kind == "unreachable":
+            self.notice = (
+                f"Kie unreachable at {data['url']}: retry {data['attempt']} in {data['retry_in']:g} s"
+            )
+        elif kind == "running":
+            self.notice = ""
+        if self.plain and kind in self.SHOWN:
+            err_console.print(_event_line(kind, data))
 
     def __rich__(self) -> Table:
+        from rich.table import Table
+
         counts = self.ledger.counts(self.batch_id)
         spent, flight = self.ledger.spend(self.batch_id)
         total = sum(counts.values())
@@ -137,33 +187,55 @@ class Progress:
         rate = (counts.get("done", 0) - self.done_at_start) / elapsed * 60
         remaining = total - finished - counts.get("unknown", 0)
         eta = f"{remaining / (rate / 60):.0f}s" if rate > 0 and remaining else "—"
-        table = Table(title=f"batch {self.batch_id}", show_header=True)
+        table = Table(title=f"batch {self.batch_id}{' (sandbox)' if self.sandbox else ''}", show_header=True)
         for state in STATES:
             table.add_column(state, justify="right")
         table.add_row(*(str(counts.get(s, 0)) for s in STATES))
         budget = f" / {fmt_credits(self.budget)}" if self.budget is not None else ""
         table.caption = (
             f"spent {fmt_credits(spent)}{budget} credits, {fmt_credits(flight)} in flight · "
-            f"{rate:.1f} done/min · ETA {eta}"
+            f"{rate:.1f} done/min · ETA {eta}" + (f"\n{self.notice}" if self.notice else "")
         )
         return table
 
 
+def _event_line(kind: str, data: Mapping[str, Any]) -> str:
+    if kind == "unreachable":
+        return f"Kie unreachable at {data['url']}: retry {data['attempt']} in {data['retry_in']:g} s"
+    if kind == "stopping":
+        return f"stopping submissions: {data.get('reason')}"
+    parts = [kind]
+    for key in ("row", "job", "task_id", "model"):
+        if data.get(key):
+            parts.append(f"{key}={data[key]}")
+    if data.get("files"):
+        parts.append("files=" + ",".join(str(f) for f in data["files"]))
+    if data.get("error"):
+        parts.append(f"error={data['error']}")
+    return " ".join(parts)
+
+
 def _run(
-    ledger: Ledger, batch_id: str, options: RunOptions, settings: Settings, json_: bool, use_sandbox: bool
-) -> RunResult:
-    progress = Progress(ledger, batch_id, options.max_credits, json_)
+    ledger: Ledger, batch_id: str, options: RunOptions, sess: Session, json_: bool
+) -> tuple[RunResult, bool]:
+    """Run the batch; returns its result and whether Ctrl-C stopped it."""
+    from kie.runner.engine import BatchRunner
+
+    progress = Progress(ledger, batch_id, options.max_credits, json_, sess)
+    interrupted = False
 
     async def main() -> RunResult:
-        with _client(settings, use_sandbox, json_) as (client, _):
+        nonlocal interrupted
+        with _client(sess) as client:
             async with client:
                 runner = BatchRunner(ledger, client, batch_id, options, progress.event)
                 loop = asyncio.get_running_loop()
                 presses = 0
 
                 def on_sigint() -> None:
-                    nonlocal presses
+                    nonlocal presses, interrupted
                     presses += 1
+                    interrupted = True
                     if presses == 1:
                         err_console.print(
                             "Stopping submissions; waiting for running tasks and downloads. "
@@ -177,34 +249,80 @@ def _run(
                 loop.add_signal_handler(signal.SIGINT, on_sigint)
                 return await runner.run()
 
-    live = (
-        contextlib.nullcontext()
-        if json_
-        else Live(progress, console=err_console, refresh_per_second=4, transient=True)
-    )
+    if json_ or progress.plain:
+        live: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    else:
+        from rich.live import Live
+
+        live = Live(progress, console=err_console, refresh_per_second=4, transient=True)
     try:
         with live:
-            return asyncio.run(main())
+            return asyncio.run(main()), interrupted
     except asyncio.CancelledError:
         err_console.print(f"Exited. Resume with: kie batch resume {batch_id}")
-        raise typer.Exit(130) from None
+        raise typer.Exit(INTERRUPTED) from None
 
 
-def _report(result: RunResult, batch_id: str, options: RunOptions, json_: bool) -> None:
+def outcome(result: RunResult, interrupted: bool) -> tuple[int, list[str]]:
+    """The exit code of a finished run, and the next step to print for each thing left undone."""
+    from kie.runner.engine import STOP_AUTH, STOP_KIE, STOP_UNREACHABLE
+
+    counts, steps = result.counts, []
+    if counts.get("failed"):
+        steps.append(
+            f"{counts['failed']} failed (not charged): kie batch retry-failed {{batch}}, "
+            "then kie batch resume {batch}"
+        )
+    if counts.get("rejected"):
+        steps.append(
+            f"{counts['rejected']} rejected by Kie: "
+            "kie jobs list --batch {batch} --state rejected shows why"
+        )
+    if counts.get("unknown"):
+        steps.append(
+            f"{counts['unknown']} unknown (a create's outcome was lost, never resent): "
+            "kie jobs list --state unknown, then kie jobs resolve JOB"
+        )
+    left = counts.get("pending", 0) + counts.get("succeeded", 0) + counts.get("running", 0)
+    if result.stopped_reason or left:
+        steps.append(f"{left} not finished: kie batch resume {{batch}}")
+    if interrupted:
+        return INTERRUPTED, steps
+    if result.stop_kind == STOP_AUTH:
+        return USER_ERROR, steps
+    if result.stop_kind in (STOP_UNREACHABLE, STOP_KIE):
+        return KIE_FAILED, steps
+    return (BATCH_INCOMPLETE if steps else OK), steps
+
+
+def _report(
+    result: RunResult,
+    batch_id: str,
+    options: RunOptions,
+    sess: Session,
+    json_: bool,
+    code: int,
+    steps: list[str],
+) -> None:
+    next_steps = [step.format(batch=batch_id) for step in steps]
     if json_:
         print_json(
-            {
-                "batch": batch_id,
-                "counts": result.counts,
-                "stopped": result.stopped_reason,
-                "spent": result.spent,
-                "balance_spent": result.balance_spent,
-                "in_flight": result.in_flight,
-                "manifest": str(options.output_dir / "manifest.jsonl"),
-            }
+            sess.tag(
+                {
+                    "batch": batch_id,
+                    "counts": result.counts,
+                    "stopped": result.stopped_reason,
+                    "spent": result.spent,
+                    "balance_spent": result.balance_spent,
+                    "in_flight": result.in_flight,
+                    "manifest": str(options.output_dir / "manifest.jsonl"),
+                    "exit_code": code,
+                    "next_steps": next_steps,
+                }
+            )
         )
         return
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(result.counts.items()))
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(result.counts.items())) or "no jobs"
     balance = (
         ""
         if result.balance_spent is None
@@ -212,15 +330,36 @@ def _report(result: RunResult, batch_id: str, options: RunOptions, json_: bool) 
     )
     console.print(f"batch {batch_id}: {counts}; {fmt_credits(result.spent)} credits spent{balance}")
     console.print(f"manifest: {options.output_dir / 'manifest.jsonl'}")
-    if result.counts.get(UNKNOWN):
-        console.print(
-            f"[yellow]{result.counts[UNKNOWN]} jobs are unknown (a create's outcome was lost); "
-            "see `kie jobs list --state unknown` and resolve each with `kie jobs resolve`.[/]"
-        )
     if result.stopped_reason:
-        console.print(
-            f"[yellow]Stopped submitting: {result.stopped_reason}. Continue: kie batch resume {batch_id}[/]"
-        )
+        err_console.print(f"[yellow]Stopped submitting: {result.stopped_reason}.[/]")
+    for step in next_steps:
+        err_console.print(f"[yellow]next: {step}[/]")
+
+
+def _options(
+    output_dir: Path,
+    settings: Settings,
+    *,
+    budget: float | None,
+    concurrency: int,
+    rate: str,
+    allow_unknown_price: bool,
+    public_url: str | None,
+) -> RunOptions:
+    from kie.runner.engine import RunOptions
+
+    return RunOptions(
+        output_dir=output_dir,
+        max_credits=budget,
+        concurrency=concurrency,
+        create_interval=_rate(rate),
+        create_window=_window(rate),
+        allow_unknown_price=allow_unknown_price,
+        callback_url=settings.callback_url,
+        webhook_base=public_url,
+        deadline=settings.timeouts.task_deadline,
+        unreachable_timeout=settings.timeouts.unreachable,
+    )
 
 
 @batch_app.command("run")
@@ -233,9 +372,7 @@ def batch_run(
     output: Annotated[
         Path, typer.Option("-o", "--output", help="Folder for results and manifest.jsonl.")
     ] = Path("kie-output"),
-    max_credits: Annotated[
-        float | None, typer.Option("--max-credits", help="Never commit more than this.")
-    ] = None,
+    max_credits: BudgetOpt = None,
     concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="Running tasks at once.")] = 100,
     rate: Annotated[str, typer.Option("--rate", help="Account create limit N/SECONDS.")] = "20/10",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and estimate only.")] = False,
@@ -245,13 +382,21 @@ def batch_run(
     allow_unknown_price: Annotated[
         bool, typer.Option("--allow-unknown-price", help="Submit rows with no known price.")
     ] = False,
-    sandbox: Annotated[bool, typer.Option("--sandbox", help="Run against the built-in sandbox.")] = False,
+    sandbox: SandboxOpt = False,
     public_url: PublicUrlOpt = None,
     store: StoreOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Validate every row, estimate, then submit at the account's pace; rerunning the same file resumes."""
-    settings = load_settings()
+    from kie.cli.client_cmds import output_folder
+    from kie.cli.session import NO_KEY
+    from kie.runner.plan import batch_id_for, plan_batch
+
+    settings = settings_or_fail()
+    budget = _budget(max_credits)
+    budget = budget if budget is not None else settings.max_credits
+    if not dry_run and not sandbox and not settings.api_key:
+        fail(NO_KEY)
     if not file.is_file():
         fail(f"{file} is not a readable file; check the path.")
     models = [m.strip() for item in (model or []) for m in item.split(",") if m.strip()]
@@ -266,14 +411,15 @@ def batch_run(
             allow_unknown_price=allow_unknown_price,
         )
     except KieError as exc:
-        fail(str(exc))
+        fail(exc)
     for error in plan.errors:
         print_problem(error.line, error.message)
     if plan.errors and not skip_invalid:
         fail(f"{len(plan.errors)} invalid rows; nothing was submitted. Fix them or pass --skip-invalid.")
-    budget = max_credits if max_credits is not None else settings.max_credits
+    if not plan.jobs:
+        fail(f"{file} has no valid rows to submit; nothing was submitted.")
     if not json_:
-        _print_plan(plan, settings, None)
+        _print_plan(plan, settings)
     if dry_run:
         if json_:
             print_json(
@@ -286,88 +432,109 @@ def batch_run(
                 }
             )
         return
+    output = output_folder(output)
+    _rate(rate)
     if budget is not None and plan.known_credits > budget and not json_:
         err_console.print(
             f"[yellow]The estimate ({fmt_credits(plan.known_credits)}) exceeds --max-credits "
             f"{fmt_credits(budget)}: submitting stops at the cap.[/]"
         )
-    ledger = open_ledger(store, settings)
-    batch_id = batch_id_for(file)
-    options = RunOptions(
-        output_dir=output.resolve(),
-        max_credits=budget,
-        concurrency=concurrency,
-        create_interval=_rate(rate),
-        allow_unknown_price=allow_unknown_price,
-        callback_url=settings.callback_url,
-        webhook_base=public_url,
-        deadline=settings.timeouts.task_deadline,
-    )
-    ledger.ensure_batch(
-        batch_id,
-        source=str(file.resolve()),
-        output_dir=str(options.output_dir),
-        options={
-            "max_credits": budget,
-            "concurrency": concurrency,
-            "rate": rate,
-            "allow_unknown_price": allow_unknown_price,
-        },
-    )
-    ledger.add_jobs(batch_id, plan.jobs)
-    result = _run(ledger, batch_id, options, settings, json_, sandbox)
-    _report(result, batch_id, options, json_)
+    with session(sandbox, quiet=json_, settings=settings) as sess:
+        ledger = open_ledger(sess.settings, store, sandbox=sess.is_sandbox)
+        batch_id = batch_id_for(file)
+        options = _options(
+            output.resolve(),
+            sess.settings,
+            budget=budget,
+            concurrency=concurrency,
+            rate=rate,
+            allow_unknown_price=allow_unknown_price,
+            public_url=public_url,
+        )
+        ledger.add_batch(
+            batch_id,
+            source=str(file.resolve()),
+            output_dir=str(options.output_dir),
+            options={
+                "max_credits": budget,
+                "concurrency": concurrency,
+                "rate": rate,
+                "allow_unknown_price": allow_unknown_price,
+                "public_url": public_url,
+            },
+            jobs=plan.jobs,
+        )
+        result, interrupted = _run(ledger, batch_id, options, sess, json_)
+    code, steps = outcome(result, interrupted)
+    _report(result, batch_id, options, sess, json_, code, steps)
+    raise typer.Exit(code)
 
 
 def _batch_or_fail(ledger: Ledger, batch_id: str) -> Record:
     batch = ledger.batch(batch_id)
     if batch is None:
-        fail(f"No batch {batch_id!r} in {ledger.url}; `kie jobs list` shows known batches.")
+        from sqlalchemy.engine import make_url
+
+        where = make_url(ledger.url).render_as_string(hide_password=True)
+        fail(f"No batch {batch_id!r} in {where}; `kie jobs list` shows known batches.")
     return batch
 
 
 @batch_app.command("resume")
 def batch_resume(
     batch_id: Annotated[str, typer.Argument(help="Batch id (shown by kie batch run).")],
-    max_credits: Annotated[
-        float | None, typer.Option("--max-credits", help="New cap (default: as before).")
+    max_credits: BudgetOpt = None,
+    sandbox: SandboxOpt = False,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            "--public-url", help="Receiver URL for callbacks (default: the one the batch ran with)."
+        ),
     ] = None,
-    sandbox: Annotated[bool, typer.Option("--sandbox", help="Run against the built-in sandbox.")] = False,
     store: StoreOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Continue a paused or interrupted batch from the ledger (after a top-up, a crash or Ctrl-C)."""
-    settings = load_settings()
-    ledger = open_ledger(store, settings)
-    batch = _batch_or_fail(ledger, batch_id)
-    saved = dict(batch["options"] or {})
-    options = RunOptions(
-        output_dir=Path(batch["output_dir"] or "kie-output"),
-        max_credits=max_credits if max_credits is not None else saved.get("max_credits"),
-        concurrency=int(saved.get("concurrency") or 100),
-        create_interval=_rate(str(saved.get("rate") or "20/10")),
-        allow_unknown_price=bool(saved.get("allow_unknown_price")),
-        callback_url=settings.callback_url,
-        deadline=settings.timeouts.task_deadline,
-    )
-    if max_credits is not None:
-        ledger.ensure_batch(
-            batch_id,
-            source=batch["source"],
-            output_dir=batch["output_dir"],
-            options={**saved, "max_credits": max_credits},
+    settings = settings_or_fail()
+    budget = _budget(max_credits)
+    with session(sandbox, quiet=json_, settings=settings) as sess:
+        ledger = open_ledger(sess.settings, store, sandbox=sess.is_sandbox)
+        batch = _batch_or_fail(ledger, batch_id)
+        saved = dict(batch["options"] or {})
+        hook = public_url or saved.get("public_url")
+        options = _options(
+            Path(batch["output_dir"] or "kie-output"),
+            sess.settings,
+            budget=budget if budget is not None else saved.get("max_credits"),
+            concurrency=int(saved.get("concurrency") or 100),
+            rate=str(saved.get("rate") or "20/10"),
+            allow_unknown_price=bool(saved.get("allow_unknown_price")),
+            public_url=hook,
         )
-    result = _run(ledger, batch_id, options, settings, json_, sandbox)
-    _report(result, batch_id, options, json_)
+        if budget is not None or public_url:
+            ledger.add_batch(
+                batch_id,
+                source=batch["source"],
+                output_dir=batch["output_dir"],
+                options={**saved, "max_credits": options.max_credits, "public_url": hook},
+                jobs=[],
+            )
+        result, interrupted = _run(ledger, batch_id, options, sess, json_)
+    code, steps = outcome(result, interrupted)
+    _report(result, batch_id, options, sess, json_, code, steps)
+    raise typer.Exit(code)
 
 
 @batch_app.command("status")
 def batch_status(
-    batch_id: Annotated[str, typer.Argument()], store: StoreOpt = None, json_: JsonOpt = False
+    batch_id: Annotated[str, typer.Argument()],
+    sandbox: Annotated[bool, typer.Option("--sandbox", help="Look in the sandbox's ledger.")] = False,
+    store: StoreOpt = None,
+    json_: JsonOpt = False,
 ) -> None:
     """Counts per state, credits and why a batch paused."""
-    settings = load_settings()
-    ledger = open_ledger(store, settings)
+    settings = settings_or_fail()
+    ledger = open_ledger(settings, store, sandbox=sandbox)
     batch = _batch_or_fail(ledger, batch_id)
     counts = ledger.counts(batch_id)
     spent, flight = ledger.spend(batch_id)
@@ -384,6 +551,7 @@ def batch_status(
                 "paused": batch["paused_reason"],
                 "source": batch["source"],
                 "output_dir": batch["output_dir"],
+                **({"sandbox": True} if sandbox else {}),
             }
         )
         return
@@ -400,10 +568,17 @@ def batch_status(
 
 
 @batch_app.command("retry-failed")
-def batch_retry_failed(batch_id: Annotated[str, typer.Argument()], store: StoreOpt = None) -> None:
+def batch_retry_failed(
+    batch_id: Annotated[str, typer.Argument()],
+    sandbox: Annotated[bool, typer.Option("--sandbox", help="Use the sandbox's ledger.")] = False,
+    store: StoreOpt = None,
+    json_: JsonOpt = False,
+) -> None:
     """Queue failed generations again (failed tasks were not charged); run `kie batch resume` next."""
-    settings = load_settings()
-    ledger = open_ledger(store, settings)
+    from kie.store import FAILED, PENDING
+
+    settings = settings_or_fail()
+    ledger = open_ledger(settings, store, sandbox=sandbox)
     _batch_or_fail(ledger, batch_id)
     moved = sum(
         ledger.transition(
@@ -411,71 +586,74 @@ def batch_retry_failed(batch_id: Annotated[str, typer.Argument()], store: StoreO
         )
         for j in ledger.jobs(batch_id=batch_id, states=[FAILED])
     )
+    if json_:
+        print_json({"batch": batch_id, "queued": moved, "next": f"kie batch resume {batch_id}"})
+        return
     console.print(f"{moved} failed jobs queued again; run: kie batch resume {batch_id}")
+
+
+JOB_KEYS = (
+    "id",
+    "batch_id",
+    "row_key",
+    "step",
+    "model",
+    "state",
+    "task_id",
+    "estimated_credits",
+    "actual_credits",
+    "error_message",
+)
 
 
 @jobs_app.command("list")
 def jobs_list(
     state: Annotated[str | None, typer.Option("--state", help=f"One of {', '.join(STATES)}.")] = None,
     batch: Annotated[str | None, typer.Option("--batch", help="Only this batch.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many.")] = 200,
+    limit: Annotated[int, typer.Option(help="At most this many.", min=1)] = 200,
+    sandbox: Annotated[bool, typer.Option("--sandbox", help="Look in the sandbox's ledger.")] = False,
     store: StoreOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Jobs in the ledger, oldest first."""
     if state is not None and state not in STATES:
         fail(f"--state must be one of {', '.join(STATES)}, got {state!r}.")
-    settings = load_settings()
-    ledger = open_ledger(store, settings)
+    settings = settings_or_fail()
+    ledger = open_ledger(settings, store, sandbox=sandbox)
     rows = ledger.jobs(batch_id=batch, states=[state] if state else None, limit=limit)
     if json_:
-        print_json(
-            [
-                {
-                    k: r[k]
-                    for k in (
-                        "id",
-                        "batch_id",
-                        "row_key",
-                        "step",
-                        "model",
-                        "state",
-                        "task_id",
-                        "estimated_credits",
-                        "actual_credits",
-                        "error_message",
-                    )
-                }
-                for r in rows
-            ]
-        )
+        print_json([{k: r[k] for k in JOB_KEYS} for r in rows])
         return
-    table = Table(title=f"{len(rows)} jobs")
-    for column in ("job", "batch", "row", "model", "state", "task", "credits"):
-        table.add_column(column, overflow="fold")
-    for r in rows:
-        credits = r["actual_credits"] if r["actual_credits"] is not None else r["estimated_credits"]
-        table.add_row(
-            r["id"][:12],
-            r["batch_id"] or "",
-            str(r["row_key"] or ""),
-            r["model"],
-            r["state"],
-            r["task_id"] or "",
-            fmt_credits(credits),
-        )
-    console.print(table)
+    emit_table(
+        ("job", "batch", "row", "model", "state", "task", "credits"),
+        (
+            (
+                r["id"],
+                r["batch_id"] or "",
+                r["row_key"] or "",
+                r["model"],
+                r["state"],
+                r["task_id"] or "",
+                fmt_credits(
+                    r["actual_credits"] if r["actual_credits"] is not None else r["estimated_credits"]
+                ),
+            )
+            for r in rows
+        ),
+        title=f"{len(rows)} jobs",
+    )
 
 
 @jobs_app.command("show")
 def jobs_show(
     job: Annotated[str, typer.Argument(help="Job id (or prefix) or task id.")],
+    sandbox: Annotated[bool, typer.Option("--sandbox", help="Look in the sandbox's ledger.")] = False,
     store: StoreOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """One job: input, state history, files and errors."""
-    settings = load_settings()
-    ledger = open_ledger(store, settings)
+    settings = settings_or_fail()
+    ledger = open_ledger(settings, store, sandbox=sandbox)
     row = ledger.find(job)
     if row is None:
         fail(f"No job matches {job!r}; `kie jobs list` shows them.")
@@ -485,16 +663,16 @@ def jobs_show(
         print_json({**dict(row), "files": files, "events": history})
         return
     console.print(f"job {row['id']} · {row['model']} · {row['state']} · task {row['task_id'] or '—'}")
-    console.print(f"input: {json.dumps(row['input'])[:500]}")
+    console.print(f"input: {json.dumps(row['input'])[:500]}", markup=False)
     for e in history:
         console.print(
             f"  {time.strftime('%H:%M:%S', time.localtime(e['at']))} {e['from_state'] or '·'} → "
             f"{e['to_state']}"
         )
     for f in files:
-        console.print(f"  file {f['path']} ({f['size']} bytes, sha256 {f['sha256'][:12]}…)")
+        console.print(f"  file {f['path']} ({f['size']} bytes, sha256 {f['sha256'][:12]}…)", markup=False)
     if row["error_message"]:
-        console.print(f"  error: {row['error_message']}")
+        console.print(f"  error: {row['error_message']}", markup=False)
 
 
 @jobs_app.command("resolve")
@@ -502,32 +680,74 @@ def jobs_resolve(
     job: Annotated[str, typer.Argument(help="An unknown job's id (or prefix).")],
     resubmit: Annotated[bool, typer.Option("--resubmit", help="Submit it again (may pay twice).")] = False,
     abandon: Annotated[bool, typer.Option("--abandon", help="Give it up.")] = False,
-    task_id: Annotated[str | None, typer.Option("--task-id", help="You found its task: attach it.")] = None,
+    task_id: Annotated[
+        str | None, typer.Option("--task-id", help="You found its task: attach it (checked with Kie first).")
+    ] = None,
+    sandbox: Annotated[bool, typer.Option("--sandbox", help="Use the sandbox's ledger.")] = False,
     store: StoreOpt = None,
+    json_: JsonOpt = False,
 ) -> None:
     """Decide what happens to a job whose create outcome was lost."""
+    from kie.store import ABANDONED, PENDING, UNKNOWN
+
     if sum([resubmit, abandon, task_id is not None]) != 1:
         fail("Choose exactly one of --resubmit, --abandon or --task-id TASK.")
-    settings = load_settings()
-    ledger = open_ledger(store, settings)
+    settings = settings_or_fail()
+    ledger = open_ledger(settings, store, sandbox=sandbox)
     row = ledger.find(job)
     if row is None:
-        fail(f"No job matches {job!r}.")
+        fail(f"No job matches {job!r}; `kie jobs list --state unknown` shows the jobs that need resolving.")
     if row["state"] != UNKNOWN:
         fail(f"Job {row['id']} is {row['state']}, not unknown; only unknown jobs need resolving.")
     at_risk = fmt_credits(row["estimated_credits"])
     if task_id is not None:
-        ledger.transition(row["id"], UNKNOWN, "running", {"resolved": "task id given"}, task_id=task_id)
-        console.print(f"Job {row['id']} is attached to task {task_id}; `kie batch resume` downloads it.")
+        _attach_checked(ledger, row, task_id.strip(), settings, sandbox)
+        decision, message = (
+            "attached",
+            (
+                f"Job {row['id']} is attached to task {task_id.strip()}; `kie batch resume "
+                f"{row['batch_id']}` downloads it."
+            ),
+        )
     elif resubmit:
         ledger.transition(row["id"], UNKNOWN, PENDING, {"resolved": "resubmit"}, task_id=None)
-        console.print(
-            f"Job {row['id']} queued again. If the lost create did reach Kie, you pay twice: "
-            f"{at_risk} credits at risk. Run `kie batch resume {row['batch_id']}`."
+        decision, message = (
+            "queued",
+            (
+                f"Job {row['id']} queued again. If the lost create did reach Kie, you pay twice: "
+                f"{at_risk} credits at risk. Run `kie batch resume {row['batch_id']}`."
+            ),
         )
     else:
         ledger.transition(row["id"], UNKNOWN, ABANDONED, {"resolved": "abandon"})
-        console.print(f"Job {row['id']} abandoned ({at_risk} credits may have been spent on it).")
+        decision, message = (
+            "abandoned",
+            f"Job {row['id']} abandoned ({at_risk} credits may have been spent on it).",
+        )
+    if json_:
+        print_json({"job": row["id"], "decision": decision, "task_id": task_id, "batch": row["batch_id"]})
+    else:
+        console.print(message)
+
+
+def _attach_checked(ledger: Ledger, row: Record, task_id: str, settings: Settings, sandbox: bool) -> None:
+    """Attach a task only once Kie confirms it exists, and only if no other job holds it."""
+    from kie import catalog
+    from kie.client import Kie
+
+    if not task_id:
+        fail("--task-id needs the id of the task you found on Kie.")
+    with session(sandbox, quiet=True, settings=settings) as sess, Kie(settings=sess.settings) as client:
+        try:
+            client.get(task_id, catalog.get(row["model"]))
+        except KieError as exc:
+            fail(
+                f"Kie could not confirm task {task_id} ({str(exc).rstrip('.')}); check the id and try again."
+            )
+    try:
+        ledger.attach_task(row["id"], task_id, detail={"resolved": "task id given", "checked": True})
+    except KieError as exc:
+        fail(exc)
 
 
 def register(app: typer.Typer) -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.live import Live
@@ -17,79 +17,81 @@ from rich.text import Text
 from kie import catalog
 from kie.catalog.spec import ModelSpec
 from kie.cli._common import (
+    INTERRUPTED,
+    KIE_FAILED,
     console,
     err_console,
+    exit_code_for,
     fail,
     fmt_credits,
     fmt_usd,
+    for_cli,
+    is_pipe,
     parse_pairs,
-    poll_scale,
     print_json,
+    print_plain,
     read_json_file,
 )
-from kie.client import Kie
-from kie.client._base import callback_for, prepare
-from kie.config import Settings, load_settings
+from kie.cli.session import SANDBOX_TIME_SCALE, Session, open_ledger, session, settings_or_fail
+from kie.config import Settings
 from kie.errors import KieError, SubmissionUnknownError, TaskFailedError
 from kie.protocol import flows
 from kie.protocol.polling import PollPolicy
 from kie.protocol.task import TaskState, TaskStatus
-from kie.sandbox.server import SandboxServer
-from kie.sandbox.state import SandboxConfig
-from kie.store import DONE, FAILED, REJECTED, RUNNING, SUBMITTING, SUCCEEDED, UNKNOWN, Ledger, NewJob
-from kie.store.ledger import default_store_url
+
+if TYPE_CHECKING:
+    from kie.client import Kie
+    from kie.store import Ledger
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-SANDBOX_TIME_SCALE = 0.1
+InputOpt = typer.Option("-i", "--input", help="key=value, repeatable.", metavar="KEY=VALUE")
+SandboxOpt = Annotated[
+    bool, typer.Option("--sandbox", help="Use the built-in sandbox: no account, no credits, fake results.")
+]
 
 
-@dataclass
-class Connection:
-    client: Kie
-    sandbox: SandboxServer | None
-    settings: Settings
+def client_for(sess: Session) -> Kie:
+    from kie.client import Kie
+
+    interval = 0.5 * sess.scale if sess.is_sandbox else 0.5
+    return Kie(settings=sess.settings, poll=PollPolicy(scale=sess.scale), create_interval=interval)
 
 
-@contextlib.contextmanager
-def connect(
-    use_sandbox: bool, *, quiet: bool = False, time_scale: float = SANDBOX_TIME_SCALE
-) -> Iterator[Connection]:
-    """A client for the real API, or for an in-process sandbox when asked or when no key is set."""
-    settings = load_settings()
-    sandbox: SandboxServer | None = None
-    if use_sandbox or not settings.api_key:
-        sandbox = SandboxServer(SandboxConfig(time_scale=time_scale)).start()
-        if not quiet:
-            reason = "--sandbox" if use_sandbox else "No KIE_API_KEY is set"
-            err_console.print(
-                f"[cyan]{reason}: using the built-in sandbox at {sandbox.url} — no account, no credits. "
-                "Set KIE_API_KEY to use Kie.ai.[/]"
-            )
-        settings = settings.with_(api_key=sandbox.api_key, base_url=sandbox.url, upload_base_url=sandbox.url)
-        poll = PollPolicy(scale=time_scale)
-        client = Kie(settings=settings, poll=poll, create_interval=0.5 * time_scale)
-    else:
-        client = Kie(settings=settings, poll=PollPolicy(scale=poll_scale()))
+def output_folder(path: Path, option: str = "-o") -> Path:
+    """The results folder, made and proven writable before anything is paid for: a task whose files
+    cannot be saved is money spent on nothing."""
+    if path.exists() and not path.is_dir():
+        fail(
+            f"{option} {path} is an existing file, but {option} names a folder for the results; pass a "
+            "folder (it is created when missing)."
+        )
     try:
-        yield Connection(client, sandbox, settings)
-    finally:
-        client.close()
-        if sandbox is not None:
-            sandbox.stop()
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".kie-write-check-"):
+            pass
+    except OSError as exc:
+        fail(
+            f"Cannot write results to {path} ({exc.strerror or exc}); choose a folder you can write to "
+            f"with {option}."
+        )
+    return path
 
 
 class StatusLine:
-    """The live Rich line: state, elapsed time, polls."""
+    """The live line on a terminal (state, elapsed time, polls); one line per change in a pipe."""
 
-    def __init__(self, model: str, task_id: str) -> None:
+    def __init__(self, model: str, task_id: str, *, plain: bool) -> None:
         self.model, self.task_id = model, task_id
         self.started = time.monotonic()
         self.state = "submitted"
         self.polls = 0
+        self.plain = plain
 
     def update(self, status: TaskStatus, polls: int) -> None:
-        self.state = status.raw_state or status.state.value
-        self.polls = polls
+        state = status.raw_state or status.state.value
+        if self.plain and state != self.state:
+            err_console.print(f"task {self.task_id}: {state} after {time.monotonic() - self.started:.1f}s")
+        self.state, self.polls = state, polls
 
     def __rich__(self) -> Text:
         elapsed = time.monotonic() - self.started
@@ -98,9 +100,20 @@ class StatusLine:
         )
 
 
-def _inputs(prompt: str | None, pairs: list[str] | None, input_json: Path | None) -> dict[str, Any]:
+def _list_fields(model: str) -> list[str]:
+    """Fields that take several values, so `-i image_urls=a.png -i image_urls=b.png` makes a list."""
+    try:
+        spec = catalog.get(model)
+    except KieError as exc:
+        fail(exc)
+    return [name for name, field in spec.fields.items() if "array" in field.types]
+
+
+def _inputs(
+    model: str, prompt: str | None, pairs: list[str] | None, input_json: Path | None
+) -> dict[str, Any]:
     values: dict[str, Any] = read_json_file(input_json) if input_json else {}
-    values.update(parse_pairs(pairs))
+    values.update(parse_pairs(pairs, _list_fields(model)))
     if prompt is not None:
         values["prompt"] = prompt
     return values
@@ -109,18 +122,23 @@ def _inputs(prompt: str | None, pairs: list[str] | None, input_json: Path | None
 def generate(
     model: Annotated[str, typer.Argument(help="Model id or alias, e.g. nano-banana-pro.")],
     prompt: Annotated[str | None, typer.Option("--prompt", "-p", help="The prompt.")] = None,
-    inputs: Annotated[list[str] | None, typer.Option("-i", "--input", help="key=value, repeatable.")] = None,
+    inputs: Annotated[list[str] | None, InputOpt] = None,
     input_json: Annotated[
         Path | None, typer.Option("--input-json", help="JSON file of input fields.")
     ] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for results.")] = Path("kie-output"),
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Submit and print the task id only.")] = False,
-    sandbox: Annotated[bool, typer.Option("--sandbox", help="Use the built-in local sandbox.")] = False,
+    sandbox: SandboxOpt = False,
     json_: JsonOpt = False,
 ) -> None:
     """Validate, price, submit, wait and download: prompt to file on disk."""
     run_generation(
-        model, _inputs(prompt, inputs, input_json), output, no_wait=no_wait, sandbox=sandbox, json_=json_
+        model,
+        _inputs(model, prompt, inputs, input_json),
+        output,
+        no_wait=no_wait,
+        sandbox=sandbox,
+        json_=json_,
     )
 
 
@@ -128,32 +146,41 @@ def run_generation(
     model: str, values: dict[str, Any], output: Path, *, no_wait: bool, sandbox: bool, json_: bool
 ) -> None:
     """One generation, recorded in the ledger like a batch job: intent before the create, task id right
-    after, files and hashes when saved. The sandbox gets a throwaway ledger of its own."""
+    after, files and hashes when saved. Everything that can be checked is checked before the create."""
+    from kie.client._base import callback_for, prepare
+    from kie.runner.finish import finish
+    from kie.store import FAILED, REJECTED, RUNNING, SUBMITTING, SUCCEEDED, UNKNOWN, NewJob
+
+    settings = settings_or_fail()
     try:
-        prep = prepare(model, values, {}, settings=load_settings())
+        prep = prepare(model, values, {}, settings=settings)
     except KieError as exc:
-        fail(str(exc))
+        fail(for_cli(exc))
+    output = output_folder(output)
     est = prep.estimate
-    with connect(sandbox, quiet=json_) as conn, _ledger_for(conn) as ledger:
+    with (
+        session(sandbox, quiet=json_, settings=settings) as sess,
+        contextlib.closing(open_ledger(sess.settings, sandbox=sess.is_sandbox)) as ledger,
+        client_for(sess) as client,
+    ):
         if not json_:
             price = (
-                f"{fmt_credits(est.credits)} credits ≈ {fmt_usd(est.usd(conn.settings.usd_per_credit))}"
+                f"{fmt_credits(est.credits)} credits ≈ {fmt_usd(est.usd(sess.settings.usd_per_credit))}"
                 if est.known
                 else f"price unknown ({est.basis})"
             )
             console.print(f"[bold]{prep.model.id}[/] · {price}")
-            if prep.model.endpoint.requires_callback and not conn.settings.callback_url:
+            if prep.model.endpoint.requires_callback and not sess.settings.callback_url:
                 err_console.print(
                     f"{prep.model.id} requires a callback URL: kie sends a placeholder and polls, so "
                     "callbacks will not reach you (set KIE_CALLBACK_URL to receive them)."
                 )
-        client = conn.client
         try:
             values = client.run(
                 flows.upload_inputs(prep.model, prep.input, upload_path=client.config.upload_path)
             )
         except KieError as exc:
-            fail(str(exc), code=1)
+            fail(exc)
         (job_id,) = ledger.add_jobs(None, [NewJob(prep.model.id, values, estimated_credits=est.credits_each)])
         before = _balance(client)
         claimed = ledger.claim_for_submit(job_id, client.config.settings.timeouts.read + 30)
@@ -162,77 +189,80 @@ def run_generation(
             created = client.run(flows.submit(prep.model, values, callback_for(client.config, prep.model)))
         except SubmissionUnknownError as exc:
             ledger.transition(job_id, SUBMITTING, UNKNOWN, {"error": str(exc)}, error_message=str(exc))
-            fail(str(exc), code=1)
+            fail(exc)
         except KieError as exc:
             ledger.transition(job_id, SUBMITTING, REJECTED, {"error": str(exc)}, error_message=str(exc))
-            fail(str(exc))
+            fail(exc)
         ledger.mark_running(claimed, created.task_id)
         if no_wait:
-            if conn.sandbox is not None and not json_:
+            if sess.is_sandbox and not json_:
                 err_console.print(
                     "[yellow]The sandbox stops with this command, so this task ends here too.[/]"
                 )
-            _emit_submitted(created.task_id, prep.model.id, json_)
+            _emit_submitted(sess, created.task_id, prep.model.id, json_)
             return
-        line = StatusLine(prep.model.id, created.task_id)
+        plain = not err_console.is_terminal
+        line = StatusLine(prep.model.id, created.task_id, plain=plain and not json_)
+        fetch_later = f"kie task get {created.task_id} --model {prep.model.id} -o {output}"
         try:
-            live = contextlib.nullcontext() if json_ else Live(line, console=err_console, transient=True)
+            live = (
+                contextlib.nullcontext()
+                if json_ or plain
+                else Live(line, console=err_console, transient=True)
+            )
             with live:
                 status = created.status or client.wait(created.task_id, prep.model, on_status=line.update)
             if status.state is TaskState.FAILED:
                 raise flows.task_failed(status)
-            credits, source = status.credits_consumed, "kie"
-            if credits is None:  # the product APIs report no credits: the balance delta is the measure
-                after = _balance(client)
-                if before is not None and after is not None and before >= after:
-                    credits, source = before - after, "balance delta"
-            ledger.transition(
-                job_id,
-                RUNNING,
-                SUCCEEDED,
-                {"credits_from": source} if credits is not None else None,
-                result_urls=list(status.result_urls),
-                cost_time=status.cost_time,
-                actual_credits=credits,
-            )
-            results = client.download(status, output)
         except KeyboardInterrupt:
             err_console.print(
                 f"Stopped waiting. Task {created.task_id} keeps running on Kie and is not lost; fetch it "
-                f"later with: kie task get {created.task_id} --model {prep.model.id} -o {output}"
+                f"later with: {fetch_later}"
             )
-            raise typer.Exit(130) from None
+            raise typer.Exit(INTERRUPTED) from None
         except TaskFailedError as exc:
             ledger.transition(job_id, RUNNING, FAILED, error_code=exc.fail_code, error_message=exc.fail_msg)
-            fail(str(exc), code=1)
+            fail(exc)
         except KieError as exc:
-            fail(str(exc), code=1)
-        ledger.record_files(
+            fail(f"{exc} It is not lost: fetch it later with `{fetch_later}`.", code=exit_code_for(exc))
+        credits, source = status.credits_consumed, "kie"
+        if credits is None:  # the product APIs report no credits: the balance delta is the measure
+            after = _balance(client)
+            if before is not None and after is not None and before >= after:
+                credits, source = before - after, "balance delta"
+        ledger.transition(
             job_id,
-            [
-                {
-                    "url": r.url,
-                    "path": str(r.path),
-                    "size": r.size,
-                    "sha256": r.sha256,
-                    "content_type": r.content_type,
-                }
-                for r in results
-            ],
+            RUNNING,
+            SUCCEEDED,
+            {"credits_from": source} if credits is not None else None,
+            result_urls=list(status.result_urls),
+            cost_time=status.cost_time,
+            actual_credits=credits,
         )
-        ledger.transition(job_id, SUCCEEDED, DONE, downloaded_at=time.time())
+        done = client.run(finish(ledger, job_id, status, output_dir=output, via="generate"))
+        if done.error is not None:
+            fail(
+                f"Task {created.task_id} succeeded and is paid for, but its files could not be saved to "
+                f"{output} ({str(done.error).rstrip('.')}); nothing is lost: fetch them with "
+                f"`{fetch_later}`.",
+                code=KIE_FAILED,
+            )
+        results = done.saved
     if json_:
         print_json(
-            {
-                "job": job_id,
-                "task_id": created.task_id,
-                "model": prep.model.id,
-                "state": status.state.value,
-                "credits": credits if credits is not None else est.credits,
-                "files": [
-                    {"path": str(r.path), "sha256": r.sha256, "size": r.size, "url": r.url} for r in results
-                ],
-            }
+            sess.tag(
+                {
+                    "job": job_id,
+                    "task_id": created.task_id,
+                    "model": prep.model.id,
+                    "state": status.state.value,
+                    "credits": credits if credits is not None else est.credits,
+                    "files": [
+                        {"path": str(r.path), "sha256": r.sha256, "size": r.size, "url": r.url}
+                        for r in results
+                    ],
+                }
+            )
         )
         return
     console.print(
@@ -240,20 +270,6 @@ def run_generation(
     )
     for result in results:
         console.print(f"  {result.path}  ({result.size:,} bytes, sha256 {result.sha256[:12]}…)")
-
-
-@contextlib.contextmanager
-def _ledger_for(conn: Connection) -> Iterator[Ledger]:
-    if conn.sandbox is None:
-        settings = conn.settings
-        ledger = Ledger(settings.store_url or default_store_url(settings.home))
-        yield ledger
-        ledger.close()
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        ledger = Ledger(f"sqlite:///{Path(tmp) / 'sandbox-ledger.db'}")
-        yield ledger
-        ledger.close()
 
 
 def _balance(client: Kie) -> float | None:
@@ -264,9 +280,9 @@ def _balance(client: Kie) -> float | None:
         return None
 
 
-def _emit_submitted(task_id: str, model: str, json_: bool) -> None:
+def _emit_submitted(sess: Session, task_id: str, model: str, json_: bool) -> None:
     if json_:
-        print_json({"task_id": task_id, "model": model, "state": "submitted"})
+        print_json(sess.tag({"task_id": task_id, "model": model, "state": "submitted"}))
     else:
         console.print(f"Submitted task {task_id}. Fetch it with: kie task get {task_id} --model {model}")
 
@@ -274,16 +290,16 @@ def _emit_submitted(task_id: str, model: str, json_: bool) -> None:
 task_app = typer.Typer(help="Work with one task by id.", no_args_is_help=True)
 
 
-def _model_of(task_id: str, model: str | None, settings: Settings) -> ModelSpec | None:
+def _model_of(task_id: str, model: str | None, settings: Settings, sandbox: bool) -> ModelSpec | None:
     """The task's model: as given, else as the ledger recorded it (Market when neither knows)."""
     try:
         if model:
             return catalog.get(model)
-        with contextlib.closing(Ledger(settings.store_url or default_store_url(settings.home))) as ledger:
+        with contextlib.closing(open_ledger(settings, sandbox=sandbox)) as ledger:
             job = ledger.find(task_id)
         return catalog.get(job["model"]) if job is not None else None
     except KieError as exc:
-        fail(str(exc))
+        fail(exc)
 
 
 @task_app.command("get")
@@ -295,31 +311,42 @@ def task_get(
     ] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for results.")] = Path("kie-output"),
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait if it is still running.")] = True,
+    sandbox: SandboxOpt = False,
     json_: JsonOpt = False,
 ) -> None:
     """Fetch a task's status and download its results, whatever created it."""
-    settings = load_settings()
-    if not settings.api_key:
-        fail("kie task get needs KIE_API_KEY: a task id belongs to a Kie.ai account.")
-    spec = _model_of(task_id, model, settings)
-    with Kie(settings=settings) as client:
-        try:
-            status = client.get(task_id, spec)
-            if not status.done and wait:
-                status = client.wait(task_id, spec, poll_now=True)
-            results = client.download(status, output) if status.state is TaskState.SUCCEEDED else []
-        except KieError as exc:
-            fail(str(exc), code=1)
+    settings = settings_or_fail()
+    output = output_folder(output)
+    with session(sandbox, quiet=json_, settings=settings) as sess:
+        spec = _model_of(task_id, model, sess.settings, sess.is_sandbox)
+        with (
+            client_for(sess) as client,
+            contextlib.closing(open_ledger(sess.settings, sandbox=sess.is_sandbox)) as ledger,
+        ):
+            try:
+                status = client.get(task_id, spec)
+                if not status.done and wait:
+                    status = client.wait(task_id, spec, poll_now=True)
+                results = _save_task(ledger, client, status, output)
+            except KieError as exc:
+                fail(exc)
+            except OSError as exc:
+                fail(
+                    f"Cannot save task {task_id}'s files to {output} ({exc.strerror or exc}); choose a "
+                    "folder you can write to with -o."
+                )
     if json_:
         print_json(
-            {
-                "task_id": status.task_id,
-                "model": status.model,
-                "state": status.state.value,
-                "fail_code": status.fail_code,
-                "fail_msg": status.fail_msg,
-                "files": [{"path": str(r.path), "sha256": r.sha256} for r in results],
-            }
+            sess.tag(
+                {
+                    "task_id": status.task_id,
+                    "model": status.model,
+                    "state": status.state.value,
+                    "fail_code": status.fail_code,
+                    "fail_msg": status.fail_msg,
+                    "files": results,
+                }
+            )
         )
         return
     console.print(
@@ -329,7 +356,26 @@ def task_get(
     if status.fail_msg:
         console.print(f"  failed: {status.fail_msg} (failCode {status.fail_code})")
     for result in results:
-        console.print(f"  saved {result.path}")
+        console.print(f"  saved {result['path']}", markup=False)
+    if status.state is TaskState.FAILED:
+        raise typer.Exit(KIE_FAILED)
+
+
+def _save_task(ledger: Ledger, client: Kie, status: TaskStatus, output: Path) -> list[dict[str, Any]]:
+    """A task kie created ends on the one path every job takes (ledger, its own file names, its
+    batch's folder and manifest); any other task is simply downloaded into `output`."""
+    from kie.runner.finish import finish
+
+    job = ledger.find(status.task_id)
+    if job is None or job["task_id"] != status.task_id:
+        if status.state is not TaskState.SUCCEEDED:
+            return []
+        return [{"path": str(r.path), "sha256": r.sha256} for r in client.download(status, output)]
+    if status.state.terminal:
+        done = client.run(finish(ledger, job["id"], status, output_dir=output, via="task get"))
+        if done.error is not None:
+            raise done.error
+    return [{"path": f["path"], "sha256": f["sha256"]} for f in ledger.files_of(job["id"])]
 
 
 def _follow_up(
@@ -344,7 +390,7 @@ def _follow_up(
     json_: bool,
 ) -> None:
     """Run `operation` on a finished task through the catalogue model that performs it."""
-    spec = _model_of(task_id, model, load_settings())
+    spec = _model_of(task_id, model, settings_or_fail(), sandbox)
     rules = catalog.load().followups.get(operation, {})
     if spec is None:
         fail(
@@ -354,7 +400,7 @@ def _follow_up(
     rule = rules.get(spec.family)
     if rule is None:
         fail(f"{spec.id} has no {operation}; {operation} exists for {', '.join(sorted(rules))} tasks.")
-    values = parse_pairs(pairs)
+    values = parse_pairs(pairs, _list_fields(rule.model))
     values[rule.task_field] = task_id
     if index is not None:
         if rule.index_field is None:
@@ -366,6 +412,8 @@ def _follow_up(
 
 
 def _register_follow_ups() -> None:
+    # Each command looks up its own operation here: a default argument would show up as an option.
+    operation_of: dict[Any, str] = {}
     for operation, helptext in (
         ("upscale", "Upscale one image of a finished task (Midjourney, Grok Imagine)."),
         ("vary", "Make variations of one image of a finished Midjourney task."),
@@ -380,20 +428,18 @@ def _register_follow_ups() -> None:
                 int | None, typer.Option("--index", help="Which output (as the model counts).")
             ] = None,
             prompt: Annotated[str | None, typer.Option("--prompt", "-p", help="Prompt, for extend.")] = None,
-            inputs: Annotated[
-                list[str] | None, typer.Option("-i", "--input", help="key=value, repeatable.")
-            ] = None,
+            inputs: Annotated[list[str] | None, InputOpt] = None,
             model: Annotated[str | None, typer.Option("--model", help="Model of the original task.")] = None,
             output: Annotated[Path, typer.Option("-o", "--output", help="Folder for results.")] = Path(
                 "kie-output"
             ),
-            sandbox: Annotated[bool, typer.Option("--sandbox", help="Use the built-in sandbox.")] = False,
+            sandbox: SandboxOpt = False,
             json_: JsonOpt = False,
-            _operation: str = operation,
         ) -> None:
-            _follow_up(_operation, task_id, model, index, prompt, inputs, output, sandbox, json_)
+            _follow_up(operation_of[command], task_id, model, index, prompt, inputs, output, sandbox, json_)
 
         command.__doc__ = helptext
+        operation_of[command] = operation
         task_app.command(operation)(command)
 
 
@@ -402,36 +448,38 @@ _register_follow_ups()
 
 def upload(
     file: Annotated[Path, typer.Argument(help="Local file to upload.")],
-    sandbox: Annotated[bool, typer.Option("--sandbox", help="Upload to the built-in sandbox.")] = False,
+    sandbox: SandboxOpt = False,
     json_: JsonOpt = False,
 ) -> None:
     """Upload a file; print the URL to use as a model input (kept about 3 days by Kie)."""
-    if not file.is_file():
-        fail(f"{file} is not a readable file; check the path.")
-    with connect(sandbox, quiet=json_) as conn:
+    try:
+        with file.open("rb") as handle:
+            handle.read(1)
+    except OSError as exc:
+        fail(f"Cannot read {file} ({exc.strerror or exc}); check the path and its permissions.")
+    with session(sandbox, quiet=json_) as sess, client_for(sess) as client:
         try:
-            uploaded = conn.client.upload(file)
+            uploaded = client.upload(file)
         except KieError as exc:
-            fail(str(exc), code=1)
+            fail(exc)
     if json_:
-        print_json(uploaded.__dict__)
+        print_json(sess.tag(dict(uploaded.__dict__)))
     else:
-        console.print(uploaded.download_url)
+        print_plain(uploaded.download_url)
 
 
-def credits(
-    sandbox: Annotated[bool, typer.Option("--sandbox", help="Ask the built-in sandbox.")] = False,
-    json_: JsonOpt = False,
-) -> None:
+def credits(sandbox: SandboxOpt = False, json_: JsonOpt = False) -> None:
     """Your remaining Kie.ai credits."""
-    with connect(sandbox, quiet=json_) as conn:
+    with session(sandbox, quiet=json_) as sess, client_for(sess) as client:
         try:
-            balance = conn.client.credits()
+            balance = client.credits()
         except KieError as exc:
-            fail(str(exc), code=1)
-        usd = balance * conn.settings.usd_per_credit
+            fail(exc)
+        usd = balance * sess.settings.usd_per_credit
     if json_:
-        print_json({"credits": balance, "usd": usd})
+        print_json(sess.tag({"credits": balance, "usd": usd}))
+    elif is_pipe():
+        print_plain(f"{balance:g}")
     else:
         console.print(f"{fmt_credits(balance)} credits ≈ {fmt_usd(usd)}")
 
@@ -464,9 +512,13 @@ def sandbox_cmd(
     max_image_side: Annotated[
         int | None, typer.Option("--max-image-side", min=16, help="Cap result image size (faster).")
     ] = None,
+    json_: Annotated[
+        bool, typer.Option("--json", help="Print the URL, key and settings as one JSON line, then serve.")
+    ] = False,
 ) -> None:
     """Run a local Kie.ai: same paths, shapes and quirks, no account, no credits."""
-    from kie.sandbox.server import sample_key, serve_forever
+    from kie.sandbox.server import SandboxServer, sample_key, serve_forever
+    from kie.sandbox.state import SandboxConfig
 
     if time_scale <= 0:
         fail("--time-scale must be greater than 0; 1 is real time, 0.1 makes a 30 s image take 3 s.")
@@ -487,12 +539,23 @@ def sandbox_cmd(
         server = SandboxServer(config, host=host, port=port)
     except OSError as exc:
         fail(f"Cannot listen on {host}:{port}: {exc.strerror}. Choose another --port.")
-    console.print(f"kie sandbox listening on {server.url}  (Ctrl-C to stop)")
-    if not api_key:
-        console.print(f"sample API key: {keys[0]}")
-    console.print(f"export KIE_BASE_URL={server.url} KIE_UPLOAD_BASE_URL={server.url} KIE_API_KEY={keys[0]}")
+    exports = {
+        "KIE_BASE_URL": server.url,
+        "KIE_UPLOAD_BASE_URL": server.url,
+        "KIE_API_KEY": keys[0],
+        "KIE_POLL_SCALE": f"{time_scale:g}",
+    }
+    if json_:
+        print_plain(json.dumps({"url": server.url, "api_key": keys[0], "sandbox": True, "exports": exports}))
+        sys.stdout.flush()
+    else:
+        console.print(f"kie sandbox listening on {server.url}  (Ctrl-C to stop)")
+        if not api_key:
+            console.print(f"sample API key: {keys[0]}")
+        console.print("export " + " ".join(f"{k}={v}" for k, v in exports.items()))
     serve_forever(server)
-    console.print("sandbox stopped")
+    if not json_:
+        console.print("sandbox stopped")
 
 
 def _limit(option: str, text: str) -> tuple[int, float] | None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 
 from kie import catalog
 from kie.catalog.pricing import Estimate
 from kie.catalog.spec import FieldSpec, ModelSpec, PriceRule
-from kie.cli._common import console, fail, fmt_credits, print_json
+from kie.cli._common import console, emit_table, fail, fmt_credits, is_pipe, print_json
 from kie.config import load_settings
 from kie.errors import KieError
 
@@ -72,21 +72,23 @@ def list_models(
     if json_:
         print_json([model_summary(s) for s in found])
         return
-    table = Table(title=f"{len(found)} models", show_lines=False)
-    for column in ("id", "kind", "capabilities", "credits", "speed", "quality", "status"):
-        table.add_column(column, overflow="fold")
-    for spec in found:
-        row = model_summary(spec)
-        table.add_row(
-            spec.id,
-            spec.media,
-            ", ".join(spec.capabilities),
-            row["price"],
-            "⚡" * spec.traits.speed,
-            "★" * spec.traits.quality,
-            spec.status,
-        )
-    console.print(table)
+    pipe = is_pipe()
+    emit_table(
+        ("id", "kind", "capabilities", "credits", "speed", "quality", "status"),
+        (
+            (
+                spec.id,
+                spec.media,
+                ", ".join(spec.capabilities),
+                price_text(spec.price),
+                spec.traits.speed if pipe else "⚡" * spec.traits.speed,
+                spec.traits.quality if pipe else "★" * spec.traits.quality,
+                spec.status,
+            )
+            for spec in found
+        ),
+        title=f"{len(found)} models",
+    )
 
 
 def _field_row(name: str, spec: FieldSpec) -> dict[str, Any]:
@@ -119,7 +121,11 @@ def _field_row(name: str, spec: FieldSpec) -> dict[str, Any]:
 
 @models_app.command("show")
 def show_model(
-    model: Annotated[str, typer.Argument(help="Model id, alias or seed name.")], json_: JsonOpt = False
+    model: Annotated[str, typer.Argument(help="Model id, alias or a common name.")],
+    sources: Annotated[
+        bool, typer.Option("--sources", help="Also show where each price and schema fact comes from.")
+    ] = False,
+    json_: JsonOpt = False,
 ) -> None:
     """Every field of a model with type, default and allowed values, plus aliases and price rule."""
     try:
@@ -138,10 +144,11 @@ def show_model(
                 "endpoint": spec.endpoint.model_dump(),
                 "fields": fields,
                 "schema_published": spec.schema_published,
-                "price_rule": spec.price.model_dump() if spec.price else None,
+                "price_rule": _rule_json(spec.price, sources),
                 "traits": spec.traits.model_dump(),
                 "aliases": aliases,
                 "notes": list(spec.notes),
+                **({"sources": _sources(resolved, spec)} if sources else {}),
             }
         )
         return
@@ -154,21 +161,22 @@ def show_model(
     )
     endpoint = spec.endpoint
     console.print(f"endpoint: POST {endpoint.create}  ·  status: {endpoint.status}")
-    table = Table(show_lines=False)
-    for column in ("field", "type", "req", "default", "allowed values", "limits", "upload"):
-        table.add_column(column, overflow="fold")
-    for row in fields:
-        table.add_row(
-            row["field"],
-            row["type"],
-            "yes" if row["required"] else "",
-            "" if row["default"] is None else str(row["default"]),
-            row["allowed"] or "",
-            row["limits"] or "",
-            row["upload"] or "",
-        )
     if spec.schema_published:
-        console.print(table)
+        emit_table(
+            ("field", "type", "req", "default", "allowed values", "limits", "upload"),
+            (
+                (
+                    row["field"],
+                    row["type"],
+                    "yes" if row["required"] else "",
+                    "" if row["default"] is None else str(row["default"]),
+                    row["allowed"] or "",
+                    row["limits"] or "",
+                    row["upload"] or "",
+                )
+                for row in fields
+            ),
+        )
     else:
         console.print(
             "[yellow]Kie publishes no input schema for this model: inputs are passed through unchecked.[/]"
@@ -184,7 +192,8 @@ def show_model(
             "output": f"per output (`{rule.units_field or 'default count'}`)",
             "input-second": "per second of the input media (unknown until submitted)",
         }[rule.per]
-        console.print(f"price: {price_text(rule)} credits, {how}, {per} — source: {rule.source}")
+        source = f" — source: {rule.source}" if sources and rule.source else ""
+        console.print(f"price: {price_text(rule)} credits, {how}, {per}{source}")
         if rule.table:
             console.print("  " + "; ".join(f"{k}: {fmt_credits(v)}" for k, v in rule.table.items()))
     t = spec.traits
@@ -195,7 +204,34 @@ def show_model(
     if aliases:
         console.print("aliases: " + ", ".join(aliases))
     for note in spec.notes:
-        console.print(f"[dim]note:[/] {note}")
+        console.print(f"[dim]note:[/] {escape(note)}")
+    if sources:
+        for where, text in _sources(resolved, spec).items():
+            console.print(f"[dim]source of {escape(where)}:[/] {escape(text)}")
+
+
+def _sources(resolved: Any, spec: ModelSpec) -> dict[str, str]:
+    """Where each fact comes from, for maintainers checking the catalogue (`--sources`)."""
+    found: dict[str, str] = {}
+    if resolved.alias is not None and resolved.alias.source:
+        found["alias"] = resolved.alias.source
+    for index, text in enumerate(spec.sources, start=1):
+        found[f"note {index}"] = text
+    for name, field in spec.fields.items():
+        if field.source:
+            found[f"field {name}"] = field.source
+    if spec.price is not None and spec.price.source:
+        found["price"] = spec.price.source
+    return found
+
+
+def _rule_json(rule: PriceRule | None, sources: bool) -> dict[str, Any] | None:
+    if rule is None:
+        return None
+    data = rule.model_dump()
+    if not sources:
+        data.pop("source", None)
+    return data
 
 
 def estimate_json(est: Estimate, usd_rate: float) -> dict[str, Any]:
@@ -207,7 +243,6 @@ def estimate_json(est: Estimate, usd_rate: float) -> dict[str, Any]:
         "usd": est.usd(usd_rate),
         "known": est.known,
         "basis": est.basis,
-        "source": est.source,
     }
 
 

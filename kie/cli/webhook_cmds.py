@@ -8,15 +8,10 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-import httpx
 import typer
-import uvicorn
 
-from kie.cli._common import console, fail, print_json
-from kie.config import load_settings
-from kie.store import Ledger, default_store_url
-from kie.webhooks.receiver import CALLBACK_PATH, Receiver
-from kie.webhooks.verify import sign
+from kie.cli._common import console, fail, print_json, print_plain
+from kie.cli.session import open_ledger, settings_or_fail
 
 webhook_app = typer.Typer(help="Tools for Kie callbacks.", no_args_is_help=True)
 
@@ -36,21 +31,35 @@ def serve(
     store: Annotated[
         str | None, typer.Option("--store", help="Ledger URL (default: SQLite in KIE_HOME).")
     ] = None,
+    json_: Annotated[
+        bool, typer.Option("--json", help="Print where callbacks go as one JSON line, then serve.")
+    ] = False,
 ) -> None:
     """Receive Kie callbacks for jobs in the ledger; verify, re-fetch, record and download."""
-    settings = load_settings()
+    import uvicorn
+
+    from kie.webhooks.receiver import CALLBACK_PATH, Receiver
+
+    settings = settings_or_fail()
     if not settings.api_key:
         fail("kie serve needs KIE_API_KEY: callbacks are re-checked against the API before they count.")
-    ledger = Ledger(store or settings.store_url or default_store_url(settings.home))
+    ledger = open_ledger(settings, store)
     receiver = Receiver(
         ledger=ledger, settings=settings, output_dir=output.resolve(), key=settings.webhook_key
     )
-    shown = public_url or f"http://{host}:{port}"
-    console.print(f"kie serve: callbacks at {shown.rstrip('/')}{CALLBACK_PATH}")
-    if not settings.webhook_key:
-        console.print("[yellow]No KIE_WEBHOOK_KEY: signatures are not checked (tokens still are).[/]")
-    if public_url:
-        console.print(f"Run batches with --public-url {public_url} so each job gets its own callback URL.")
+    shown = f"{(public_url or f'http://{host}:{port}').rstrip('/')}{CALLBACK_PATH}"
+    if json_:
+        print_plain(
+            json.dumps({"callbacks": shown, "signed": bool(settings.webhook_key), "store": ledger.url})
+        )
+    else:
+        console.print(f"kie serve: callbacks at {shown}")
+        if not settings.webhook_key:
+            console.print("[yellow]No KIE_WEBHOOK_KEY: signatures are not checked (tokens still are).[/]")
+        if public_url:
+            console.print(
+                f"Run batches with --public-url {public_url} so each job gets its own callback URL."
+            )
     uvicorn.run(
         receiver.app(),
         host=host,
@@ -71,7 +80,11 @@ def send_test(
 ) -> None:
     """POST a correctly signed sample callback (or a forged one); exit 0 only if the endpoint did the
     right thing: accepted the genuine one, refused the forged one."""
-    settings = load_settings()
+    import httpx
+
+    from kie.webhooks.verify import sign
+
+    settings = settings_or_fail()
     key = settings.webhook_key
     if not key:
         fail("Set KIE_WEBHOOK_KEY (the key from your Kie settings page) to sign the sample.")

@@ -92,7 +92,9 @@ class ClientConfig:
         return httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool)
 
     def headers(self) -> dict[str, str]:
-        key = self.settings.api_key
+        from kie.config import clean_key
+
+        key = clean_key(self.settings.api_key)
         if not key:
             raise ConfigurationError(
                 "No Kie.ai API key: set KIE_API_KEY, pass api_key=..., or use the sandbox (--sandbox)."

@@ -194,7 +194,12 @@ class AsyncKie:
                         if depart is not None:
                             hook, depart = depart, None
                             hook()
-                        response = await self._creates.request(**httpx_args(self.config, request))
+                        left = pacer.last_departure if pacer is not None else 0.0
+                        try:
+                            response = await self._creates.request(**httpx_args(self.config, request))
+                        finally:
+                            if pacer is not None:
+                                pacer.answered(left, time.monotonic())
                     else:
                         async with self._admission:
                             response = await self._http.request(**httpx_args(self.config, request))

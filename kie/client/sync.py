@@ -163,7 +163,12 @@ class Kie:
                     if depart is not None:
                         hook, depart = depart, None
                         hook()
-                    response = self._http.request(**httpx_args(self.config, request))
+                    left = pacer.last_departure if pacer is not None else 0.0
+                    try:
+                        response = self._http.request(**httpx_args(self.config, request))
+                    finally:
+                        if pacer is not None:
+                            pacer.answered(left, time.monotonic())
                     return check(effect, read_envelope(response))
         except Exception as exc:
             final = final_error(request.kind, exc, label=request.name, model=effect.model)

@@ -121,7 +121,7 @@ def status_once(spec: ModelSpec | None, task_id: str) -> Flow:
     env: Envelope = yield Send(family.status_request(spec, task_id), answers=family.answers())
     if family.not_visible(env):
         raise NotFoundError(
-            f"Kie has no task {task_id} ({env.msg or 'recordInfo is null'}). Check the id.",
+            f"Kie has no task {task_id} ({_not_found_reason(env)}). Check the id.",
             code=env.code,
             task_id=task_id,
         )
@@ -191,7 +191,8 @@ class Watch:
             if now - self.start < self.policy.scaled(self.policy.not_visible_grace):
                 return None
             raise NotFoundError(
-                f"Kie still has no record of task {self.task_id} after the grace window ({env.msg}).",
+                f"Kie still has no record of task {self.task_id} after the grace window "
+                f"({_not_found_reason(env)}).",
                 code=env.code,
                 task_id=self.task_id,
             )
@@ -199,6 +200,13 @@ class Watch:
         if status.state is TaskState.SUCCEEDED and self.learned is not None and self.spec is not None:
             self.learned.observe(self.spec.id, (now - self.start) / (self.policy.scale or 1.0), self.expected)
         return status
+
+
+def _not_found_reason(env: Envelope) -> str:
+    """Kie's own words for a missing task, unless they are a success word (Suno answers "success"
+    with no data for a task it does not know)."""
+    msg = (env.msg or "").strip().rstrip(".")
+    return msg if msg and msg.lower() not in ("success", "ok") else "no record of it"
 
 
 def poll(watch: Watch, clock: Callable[[], float]) -> Flow:

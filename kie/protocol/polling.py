@@ -13,8 +13,10 @@ learned from the first few tasks.
 
 from __future__ import annotations
 
+import math
 import random
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 
 _RNG = random.Random()
@@ -81,11 +83,19 @@ def next_delay(
 class Pacer:
     """Spaces events at least `interval` apart, with no burst: the only rate rule that holds across any
     window (20 per 10 s becomes one every 0.5 s). Pure: callers pass the clock and sleep themselves.
+
+    Spacing at departure cannot see a delay inside Kie: a create that reaches Kie late (its answer is
+    late) moves its place in Kie's window, and the next window's create could land less than a window
+    after it. With `window=(count, seconds)` the pacer also keeps the last `count` departures and when
+    each was answered, and holds a departure until `seconds` have passed since the answer of the one
+    `count` places before it (an answer is the latest moment Kie can have counted that create).
     """
 
     interval: float
+    window: tuple[int, float] | None = None
     _next: float = 0.0
     _departed: float = float("-inf")
+    _recent: deque[list[float]] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def reserve(self, now: float) -> float:
@@ -103,6 +113,37 @@ class Pacer:
         gap on the wire, which a late wake-up or a queue after the slot would otherwise shrink."""
         if self.interval <= 0:
             return 0.0
+        with self._lock:
+            gap = max(self._departed + self.interval - now, self._window_gap(now))
+            if gap > 0:
+                return gap
+            self._departed = now
+            if self.window is not None:
+                self._recent.append([now, math.inf])
+                while len(self._recent) > self.window[0]:
+                    self._recent.popleft()
+            return 0.0
+
+    def answered(self, departed_at: float, now: float) -> None:
+        """The create that departed at `departed_at` has its answer (or its error) now."""
+        with self._lock:
+            for entry in self._recent:
+                if entry[0] == departed_at:
+                    entry[1] = now
+                    return
+
+    @property
+    def last_departure(self) -> float:
+        return self._departed
+
+    def _window_gap(self, now: float) -> float:
+        if self.window is None or len(self._recent) < self.window[0]:
+            return 0.0
+        count, seconds = self.window
+        oldest = self._recent[-count]
+        if oldest[1] == math.inf:  # not answered yet: it may still reach Kie at any moment
+            return max(seconds / count, 0.001)
+        return oldest[1] + seconds - now
         with self._lock:
             gap = self._departed + self.interval - now
             if gap > 0:

@@ -11,7 +11,7 @@ loses a paid result.
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -27,7 +27,6 @@ from kie.errors import (
     APIStatusError,
     AuthenticationError,
     BudgetExceededError,
-    DownloadError,
     InsufficientCreditsError,
     KieError,
     MaintenanceError,
@@ -37,10 +36,10 @@ from kie.errors import (
     ValidationError,
 )
 from kie.protocol import flows
-from kie.protocol.files import SavedFile, safe_stem
 from kie.protocol.flows import Watch
 from kie.protocol.polling import Pacer
 from kie.protocol.task import TaskState, TaskStatus
+from kie.runner.finish import MANIFEST, Finished, finish, write_manifest
 from kie.runner.watcher import Watcher
 from kie.store import (
     DONE,
@@ -65,12 +64,22 @@ class RunOptions:
     max_credits: float | None = None
     concurrency: int = 100
     create_interval: float = 0.5
+    create_window: float | None = None  # seconds of the account's window (10 for 20 per 10 s)
     allow_unknown_price: bool = False
     deadline: float = 30 * 60.0
     callback_url: str | None = None
     webhook_base: str | None = None  # public URL of a `kie serve` receiver: each job gets its own token URL
     limiter_name: str = "creates"
     lease_seconds: float = 90.0
+    # How long Kie may stay unreachable (connection refused, DNS) before the batch pauses. Creates that
+    # never left this machine are retried with backoff meanwhile; nothing ambiguous is ever resent.
+    unreachable_timeout: float = 180.0
+    upload_path: str = "kie/uploads"
+
+
+# Why submitting stopped, for the exit code and the next step the CLI prints.
+STOP_INTERRUPTED, STOP_BUDGET, STOP_CREDITS = "interrupted", "budget", "credits"
+STOP_AUTH, STOP_UNREACHABLE, STOP_KIE = "auth", "unreachable", "kie"
 
 
 @dataclass
@@ -83,6 +92,7 @@ class RunResult:
     # Kie reports credits per task only for Market models; this covers the rest, and anything else
     # that spent from the same account meanwhile.
     balance_spent: float | None = None
+    stop_kind: str | None = None  # one of the STOP_* kinds when submitting stopped early
 
 
 @dataclass
@@ -91,6 +101,10 @@ class _State:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     busy: int = 0  # jobs holding a running slot: being submitted, watched or downloaded
     stop_reason: str | None = None
+    stop_kind: str | None = None
+    unreachable_since: float | None = None  # monotonic time of the first of consecutive refusals
+    unreachable_tries: int = 0
+    resume_at: float = 0.0  # no create before this monotonic time (backing off an unreachable Kie)
 
 
 DOWNLOADERS = 16
@@ -115,11 +129,16 @@ class BatchRunner:
         self._stopping = asyncio.Event()
         self._idle = asyncio.Event()
         self._downloads: asyncio.Queue[tuple[str, TaskStatus]] = asyncio.Queue()
+        # Jobs a callback receiver settled, holding their slot until it has saved them (webhook mode).
+        self._settling: dict[str, float] = {}
+        # Jobs this run stopped on (a poll error or deadline, a failed save): left for the next run,
+        # never taken up again by this one.
+        self._gave_up: set[str] = set()
         self._watcher = Watcher(client, self._settled, concurrency=client.max_connections)
         # Creates under way at once: beyond the connection pool they would only queue, each holding
         # its coroutine, row and request (the peak memory of an unthrottled burst).
         self._sending = asyncio.Semaphore(client.max_connections)
-        self.manifest_path = options.output_dir / "manifest.jsonl"
+        self.manifest_path = options.output_dir / MANIFEST
         # The ledger's slots share the account pace between processes; the client's pacer enforces the
         # spacing again at departure. The 3 % margin absorbs jitter between here and Kie's clock: with
         # it, 1,000 creates against the sandbox's 20-per-10-s window drew no 429 (docs/benchmarks.md).
@@ -132,16 +151,23 @@ class BatchRunner:
             else None
         )
         if client.config.create_pacer is None and self.pace > 0:
-            client.config.create_pacer = Pacer(self.pace)
+            # The account's window, as the user gave it (20 per 10 s): no 20 creates may reach Kie
+            # within 10 s even when one of them is held up inside Kie.
+            count = (
+                max(1, round(options.create_window / options.create_interval)) if options.create_window else 0
+            )
+            window = (count, options.create_window) if options.create_window else None
+            client.config.create_pacer = Pacer(self.pace, window=window)
 
     # -- control ----------------------------------------------------------------------------------
-    def stop_submitting(self, reason: str = "interrupted") -> None:
+    def stop_submitting(self, reason: str = "interrupted", kind: str = STOP_INTERRUPTED) -> None:
         """Stop creating tasks; tasks already running are still waited for and downloaded."""
         if self._stopping.is_set():
             return
         self._state.stop_reason = reason
+        self._state.stop_kind = kind
         self._stopping.set()
-        self.on_event("stopping", {"reason": reason})
+        self.on_event("stopping", {"reason": reason, "kind": kind})
 
     def _emit(self, kind: str, job: Record | None = None, **data: Any) -> None:
         payload = dict(data)
@@ -165,20 +191,15 @@ class BatchRunner:
         if self._poll is not None:
             background.append(self._spawn(self._sweep()))
         try:
-            for job in self.ledger.jobs(batch_id=self.batch_id, states=[RUNNING, SUCCEEDED]):
-                await self._take_slot()
-                if job["state"] == SUCCEEDED:
-                    status = TaskStatus(
-                        job["task_id"], TaskState.SUCCEEDED, result_urls=tuple(job["result_urls"] or ())
-                    )
-                    self._downloads.put_nowait((job["id"], status))
-                else:
-                    self._watcher.add(job["id"], self._watch_for(job, resumed=True), now=True)
-            self._state.queue.extend(self.ledger.ready_ids(self.batch_id))
-            await self._submit_loop()
-            while self._state.busy:
-                self._idle.clear()
-                await self._idle.wait()
+            while True:
+                await self._adopt()
+                self._state.queue.extend(self.ledger.ready_ids(self.batch_id))
+                await self._submit_loop()
+                while self._state.busy:
+                    self._idle.clear()
+                    await self._idle.wait()
+                if self._stopping.is_set() or not await self._others_at_work():
+                    break
         finally:
             self._watcher.close()
             for task in background:
@@ -193,7 +214,45 @@ class BatchRunner:
         drop = None
         if batch is not None and batch["balance_start"] is not None and batch["balance_end"] is not None:
             drop = batch["balance_start"] - batch["balance_end"]
-        return RunResult(self.ledger.counts(self.batch_id), self._state.stop_reason, spent, flight, drop)
+        return RunResult(
+            self.ledger.counts(self.batch_id),
+            self._state.stop_reason,
+            spent,
+            flight,
+            drop,
+            self._state.stop_kind,
+        )
+
+    async def _adopt(self) -> None:
+        """Take on the batch's running and succeeded jobs that nobody in this process is handling:
+        those of an earlier run, and those another process on the same batch left behind."""
+        for job in self.ledger.jobs(batch_id=self.batch_id, states=[RUNNING, SUCCEEDED]):
+            if job["id"] in self._watcher or job["id"] in self._settling or job["id"] in self._gave_up:
+                continue
+            await self._take_slot()
+            if job["state"] == SUCCEEDED:
+                self._downloads.put_nowait((job["id"], _recorded(job)))
+            else:
+                self._watcher.add(job["id"], self._watch_for(job, resumed=True), now=True)
+
+    async def _others_at_work(self) -> bool:
+        """Whether the batch still has work under way elsewhere (another process on the same batch).
+        Then this run waits for it and takes over what appears, so every process on a batch ends when
+        the batch does, and a process that dies leaves nothing unwatched."""
+        self.ledger.expire_leases(self.batch_id)
+        counts = self.ledger.counts(self.batch_id)
+        if not any(
+            counts.get(state) for state in (SUBMITTING, RUNNING, SUCCEEDED)
+        ) and not self.ledger.ready_ids(self.batch_id):
+            return False
+        if not counts.get(RUNNING) and not counts.get(SUCCEEDED) and not self.ledger.ready_ids(self.batch_id):
+            # Only creates in flight elsewhere: give them a moment to come back with a task id.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), max(0.05, self.client.config.poll.scale * 5))
+        else:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), max(0.02, self.client.config.poll.scale))
+        return True
 
     async def _note_balance(self) -> None:
         try:
@@ -225,6 +284,10 @@ class BatchRunner:
                 await asyncio.sleep(0.05)
                 continue
             await self._take_slot()
+            backoff = self._state.resume_at - time.monotonic()
+            if backoff > 0:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), backoff)
             if self._stopping.is_set():
                 self._free_slot()
                 return
@@ -247,37 +310,60 @@ class BatchRunner:
         if self._stopping.is_set():  # stopped between scheduling and claiming: not sent, stays pending
             self._free_slot()
             return
-        try:
+        if flows.has_local_files(spec, values):
+            uploaded = await self._upload(job, spec, values)
+            if uploaded is None:
+                self._free_slot()
+                return
+            values = uploaded
+        callback: str | None
+        if self.options.webhook_base:
+            callback = callback_url(self.options.webhook_base, job["callback_token"])
+        else:
+            callback = self.options.callback_url or callback_for(self.client.config, spec)
+        held: list[Record] = []
+
+        def depart() -> None:
+            """Intent at departure: the job becomes `submitting` only once its rate-limit slot, its
+            connection and the client's spacing are behind it, so a crash while it waits for them
+            leaves it `pending` (safe to send later) instead of `unknown`."""
+            if self._stopping.is_set():
+                raise _NotSent("stopped before departure")
             claimed = self.ledger.claim_for_submit(
                 job["id"], self.options.lease_seconds, values, budget=self.options.max_credits
             )
+            if claimed is None:
+                raise _NotSent("claimed by another worker")
+            held.append(claimed)
+            self._emit("submitting", claimed)
+
+        try:
+            created = await self.client.run(flows.submit(spec, values, callback, on_depart=depart))
+        except _NotSent:
+            self._free_slot()
+            return
         except BudgetExceededError:
             self._free_slot()
             self._state.queue.appendleft(job["id"])
-            self.stop_submitting("budget")
+            self.stop_submitting("budget", STOP_BUDGET)
             return
-        if claimed is None:
-            self._free_slot()
-            return
-        self._emit("submitting", claimed)
-        callback: str | None
-        if self.options.webhook_base:
-            callback = callback_url(self.options.webhook_base, claimed["callback_token"])
-        else:
-            callback = self.options.callback_url or callback_for(self.client.config, spec)
-        try:
-            created = await self.client.run(flows.submit(spec, values, callback))
         except SubmissionUnknownError as exc:
             self.ledger.transition(
                 job["id"], SUBMITTING, UNKNOWN, {"error": str(exc)}, error_message=str(exc)
             )
-            self._emit("unknown", claimed, error=str(exc))
+            self._emit("unknown", held[0] if held else job, error=str(exc))
             self._free_slot()
             return
         except KieError as exc:
-            self._refused(claimed, exc)
+            if held:
+                self._refused(held[0], exc)
+            else:
+                self._emit("retry_later", job, error=str(exc))
+                self._state.queue.append(job["id"])
             self._free_slot()
             return
+        claimed = held[0]
+        self._reachable()
         if not self.ledger.mark_running(claimed, created.task_id):
             # The lease was taken from us (e.g. judged crashed): the task id is the first evidence.
             self.ledger.transition(
@@ -304,21 +390,74 @@ class BatchRunner:
             elapsed=elapsed,
         )
 
+    async def _upload(self, job: Record, spec: ModelSpec, values: dict[str, Any]) -> dict[str, Any] | None:
+        """Upload the row's local files (the same flow `kie generate` uses) and record their URLs in the
+        job's input before the create, so a resumed batch never uploads them again."""
+        try:
+            uploaded: dict[str, Any] = await self.client.run(
+                flows.upload_inputs(spec, values, upload_path=self.options.upload_path)
+            )
+        except TransportError as exc:
+            self._unreachable(job, exc)
+            self._state.queue.append(job["id"])
+            return None
+        except (KieError, OSError) as exc:
+            reason = f"its input file could not be uploaded: {exc}"
+            self.ledger.transition(job["id"], PENDING, REJECTED, {"error": reason}, error_message=reason)
+            self._emit("rejected", job, error=reason)
+            return None
+        self.ledger.transition(job["id"], PENDING, PENDING, {"uploaded": True}, input=uploaded)
+        return uploaded
+
+    def _unreachable(self, job: Record, exc: KieError) -> None:
+        """A request that certainly never reached Kie: back off, say so live, and pause the batch once
+        Kie has been unreachable for `unreachable_timeout`."""
+        state, now = self._state, time.monotonic()
+        if state.unreachable_since is None:
+            state.unreachable_since = now
+        state.unreachable_tries += 1
+        delay = min(30.0, 2.0 ** min(state.unreachable_tries, 5))
+        state.resume_at = now + delay
+        url = self.client.config.settings.base_url
+        down_for = now - state.unreachable_since
+        if down_for >= self.options.unreachable_timeout:
+            self.stop_submitting(
+                f"Kie unreachable at {url} for {down_for:.0f} s ({exc})", kind=STOP_UNREACHABLE
+            )
+            return
+        self._emit(
+            "unreachable",
+            job,
+            url=url,
+            attempt=state.unreachable_tries,
+            retry_in=round(delay, 1),
+            error=str(exc),
+        )
+
+    def _reachable(self) -> None:
+        self._state.unreachable_since = None
+        self._state.unreachable_tries = 0
+
     def _refused(self, job: Record, exc: KieError) -> None:
         """Kie answered the create with a definitive no: nothing was created."""
         if isinstance(exc, InsufficientCreditsError):
             self.ledger.release(job, "402 insufficient credits")
             self._state.queue.appendleft(job["id"])
-            self.stop_submitting("insufficient credits: top up, then run `kie batch resume`")
-        elif isinstance(exc, (RateLimitError, MaintenanceError, TransportError)):
+            self.stop_submitting("insufficient credits: top up, then run `kie batch resume`", STOP_CREDITS)
+        elif isinstance(exc, TransportError):
+            self.ledger.release(job, str(exc))
+            self._state.queue.appendleft(job["id"])
+            self._unreachable(job, exc)
+        elif isinstance(exc, (RateLimitError, MaintenanceError)):
             self.ledger.release(job, str(exc))
             self._state.queue.append(job["id"])
             self._emit("retry_later", job, error=str(exc))
-        elif isinstance(exc, AuthenticationError) or (
-            isinstance(exc, APIStatusError) and not isinstance(exc, ValidationError)
-        ):
+        elif isinstance(exc, AuthenticationError):
             self.ledger.release(job, str(exc))
-            self.stop_submitting(str(exc))
+            self.stop_submitting(str(exc), STOP_AUTH)
+        elif isinstance(exc, APIStatusError) and not isinstance(exc, ValidationError):
+            self.ledger.release(job, str(exc))
+            self.stop_submitting(str(exc), STOP_KIE)
         else:
             self.ledger.transition(
                 job["id"],
@@ -331,51 +470,52 @@ class BatchRunner:
             self._emit("rejected", job, error=str(exc))
 
     def _settled(self, job_id: str, outcome: TaskStatus | KieError) -> None:
-        """The watcher's verdict on a job: record it, then download or free the slot."""
-        if isinstance(outcome, TaskStatus) and outcome.state is TaskState.SUCCEEDED:
-            moved = self.ledger.transition(
-                job_id,
-                RUNNING,
-                SUCCEEDED,
-                {"cost_time": outcome.cost_time},
-                result_urls=list(outcome.result_urls),
-                cost_time=outcome.cost_time,
-                completed_at=time.time(),
-                actual_credits=outcome.credits_consumed,
-            )
-            if moved:
-                self._downloads.put_nowait((job_id, outcome))
-                return
-            # Otherwise a callback receiver recorded it first and is saving the files.
-        elif isinstance(outcome, TaskStatus):
-            self.ledger.transition(
-                job_id,
-                RUNNING,
-                FAILED,
-                {"fail_code": outcome.fail_code},
-                error_code=outcome.fail_code,
-                error_message=outcome.fail_msg,
-                completed_at=time.time(),
-            )
-            self._emit("failed", self.ledger.job(job_id), error=str(flows.task_failed(outcome)))
-        else:
-            self._emit("still_running", self.ledger.job(job_id), error=str(outcome))
+        """The watcher's verdict on a job: finishing it (record, save, feed the next step) is the
+        download workers' job, on the one path every other source of news takes too."""
+        if isinstance(outcome, TaskStatus):
+            self._downloads.put_nowait((job_id, outcome))
+            return
+        self._gave_up.add(job_id)
+        self._emit("still_running", self.ledger.job(job_id), error=str(outcome))
         self._free_slot()
 
     async def _download_worker(self) -> None:
         while True:
             job_id, status = await self._downloads.get()
-            job = self.ledger.job(job_id)
+            free = True
             try:
-                if job is not None:
-                    await self._download(job, status)
+                free = await self._finish(job_id, status)
             except Exception as exc:  # the disk, not Kie: the job stays `succeeded` for the next run
-                self._emit("download_failed", job, error=str(exc))
+                self._gave_up.add(job_id)
+                self._emit("download_failed", self.ledger.job(job_id), error=str(exc))
             finally:
-                self._free_slot()
+                if free:
+                    self._free_slot()
+
+    async def _finish(self, job_id: str, status: TaskStatus) -> bool:
+        """Finish one job; False when another process holds its download and this run (in webhook
+        mode) should keep its slot until that process is done."""
+        done: Finished = await self.client.run(
+            finish(self.ledger, job_id, status, output_dir=self.options.output_dir, via="poll")
+        )
+        job = self.ledger.job(job_id)
+        if done.error is not None:
+            self._gave_up.add(job_id)
+            self._emit("download_failed", job, error=str(done.error))
+        elif done.state == DONE:
+            self._emit("done", job, files=[str(s.path) for s in done.saved])
+            self._state.queue.extendleft(reversed(done.children))
+        elif done.state == FAILED:
+            failed = flows.task_failed(status) if status.state is TaskState.FAILED else None
+            self._emit("failed", job, error=str(failed or (job or {}).get("error_message")))
+        elif done.state == SUCCEEDED and self._poll is not None:
+            self._settling[job_id] = time.monotonic()
+            return False
+        return True
 
     async def _sweep(self) -> None:
-        """In webhook mode a receiver settles jobs in the ledger: stop watching them, free their slots."""
+        """In webhook mode a receiver settles jobs in the ledger: stop watching them, and hold their
+        slots until they are done, so the run neither ends early nor waits for polls it no longer needs."""
         after = self.ledger.last_event_id()
         interval = max(0.01, self.client.config.poll.scale)
         while True:
@@ -383,93 +523,39 @@ class BatchRunner:
             after, left = self.ledger.left_running(self.batch_id, after)
             for job_id in left:
                 if self._watcher.drop(job_id):
-                    self._free_slot()
+                    self._settling[job_id] = 0.0
+            self._check_settling()
 
-    async def _download(self, job: Record, status: TaskStatus) -> None:
-        stem = self._stem(job)
-        try:
-            saved: list[SavedFile] = await self.client.run(
-                flows.download(status, self.options.output_dir, stem)
-            )
-        except (DownloadError, KieError) as exc:
-            self._emit("download_failed", job, error=str(exc))
-            return
-        records = [
-            {
-                "url": s.url,
-                "path": str(s.path),
-                "size": s.size,
-                "sha256": s.sha256,
-                "content_type": s.content_type,
-            }
-            for s in saved
-        ]
-        self.ledger.record_files(job["id"], records)
-        self.ledger.transition(job["id"], SUCCEEDED, DONE, {"files": len(saved)}, downloaded_at=time.time())
-        done = self.ledger.job(job["id"])
-        assert done is not None
-        self._append_manifest(done)
-        self._emit("done", done, files=[r["path"] for r in records])
-        self._release_children(done)
-
-    def _release_children(self, parent: Record) -> None:
-        """Feed the first result of a finished step into the next step's input and queue it."""
-        children = self.ledger.children_of(parent["id"], states=[PENDING])
-        if not children:
-            return
-        files = self.ledger.files_of(parent["id"])
-        for child in children:
-            spec = catalog.get(child["model"])
-            source = (child["pending_input"] or {}).get("_from") or _first_media_field(spec)
-            values = {k: v for k, v in dict(child["input"]).items() if k != "_from"}
-            url = (parent["result_urls"] or [files[0]["url"] if files else None])[0]
-            if source and url:
-                field_spec = spec.fields.get(source)
-                values[source] = [url] if field_spec is not None and "array" in field_spec.types else url
-            self.ledger.transition(child["id"], PENDING, PENDING, {"input_from": parent["id"]}, input=values)
-            self._state.queue.appendleft(child["id"])
-
-    def _stem(self, job: Record) -> str:
-        base = job["output_name"] or job["row_key"] or job["task_id"] or job["id"]
-        return safe_stem(f"{base}-s{job['step']}" if job["step"] else str(base))
+    def _check_settling(self) -> None:
+        now = time.monotonic()
+        for job_id, tried in list(self._settling.items()):
+            job = self.ledger.job(job_id)
+            state = job["state"] if job is not None else None
+            if state == SUCCEEDED:
+                # Saved elsewhere (the receiver) or, if that process died, here once its claim lapses.
+                if now - tried >= 5.0 * max(self.client.config.poll.scale, 0.01) and job is not None:
+                    del self._settling[job_id]
+                    self._downloads.put_nowait((job_id, _recorded(job)))
+                continue
+            del self._settling[job_id]
+            if state == DONE and job is not None:
+                self._emit("done", job, via="callback")
+                ready = [c["id"] for c in self.ledger.children_of(job_id, states=[PENDING])]
+                self._state.queue.extendleft(reversed(ready))
+            elif state == FAILED and job is not None:
+                self._emit("failed", job, error=job["error_message"])
+            self._free_slot()
 
     # -- manifest --------------------------------------------------------------------------------------
-    def _manifest_row(self, job: Record, files: list[Record]) -> dict[str, Any]:
-        return {
-            "row": job["row_key"],
-            "step": job["step"],
-            "job": job["id"],
-            "model": job["model"],
-            "task_id": job["task_id"],
-            "state": job["state"],
-            "credits": job["actual_credits"]
-            if job["actual_credits"] is not None
-            else job["estimated_credits"],
-            "files": [{"path": f["path"], "sha256": f["sha256"], "size": f["size"]} for f in files],
-            "error": job["error_message"] if job["state"] in (FAILED, REJECTED, UNKNOWN) else None,
-        }
-
-    def _append_manifest(self, job: Record) -> None:
-        row = self._manifest_row(job, self.ledger.files_of(job["id"]))
-        with self.manifest_path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(row) + "\n")
-
     def write_manifest(self) -> None:
-        """Rewrite the manifest from the ledger (atomically), so the two always agree."""
-        tmp = self.manifest_path.with_suffix(".jsonl.tmp")
-        with tmp.open("w", encoding="utf-8") as handle:
-            for job, files in self.ledger.iter_jobs(
-                batch_id=self.batch_id, states=[DONE, FAILED, REJECTED, UNKNOWN]
-            ):
-                handle.write(json.dumps(self._manifest_row(job, files)) + "\n")
-        tmp.replace(self.manifest_path)
+        """Rewrite the manifest from the ledger, so the two always agree."""
+        write_manifest(self.ledger, self.batch_id, self.options.output_dir)
 
 
-def _first_media_field(spec: ModelSpec) -> str | None:
-    for name, field_spec in spec.fields.items():
-        if field_spec.media == "image":
-            return name
-    for name, field_spec in spec.fields.items():
-        if field_spec.media is not None:
-            return name
-    return None
+class _NotSent(Exception):
+    """The create was abandoned before departure: nothing was sent, the job stays pending."""
+
+
+def _recorded(job: Record) -> TaskStatus:
+    """A succeeded job's result as the ledger recorded it."""
+    return TaskStatus(job["task_id"], TaskState.SUCCEEDED, result_urls=tuple(job["result_urls"] or ()))

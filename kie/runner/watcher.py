@@ -51,6 +51,9 @@ class Watcher:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._entries
+
     def add(self, job_id: str, watch: Watch, *, now: bool = False) -> None:
         """Watch a task: poll it at once (`now`, for a resumed job) or when its schedule says."""
         entry = _Entry(job_id, watch)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,15 +25,16 @@ from kie import catalog
 from kie.client import AsyncKie
 from kie.config import Settings
 from kie.errors import KieError
-from kie.protocol import flows
 from kie.protocol.families import family_for
-from kie.protocol.task import TaskState, TaskStatus
-from kie.store import DONE, FAILED, RUNNING, SUBMITTING, SUCCEEDED, UNKNOWN, Ledger
-from kie.webhooks.verify import DEFAULT_TOLERANCE, ReplayCache, WebhookError, parse_body, task_id_of, verify
+from kie.protocol.task import TaskStatus, loads_maybe
+from kie.runner.finish import finish
+from kie.store import DONE, SUBMITTING, UNKNOWN, Ledger
+from kie.webhooks.verify import DEFAULT_TOLERANCE, WebhookError, parse_body, task_id_of, verify
 
 log = logging.getLogger("kie.webhooks")
 CALLBACK_PATH = "/kie/callback/{token}"
 MAX_BODY = 1 << 20
+BODY_TIMEOUT = 10.0  # seconds to receive a callback's body; Kie itself waits 15 s for our answer
 WORKERS = 16  # re-reads under way at once; the status pacer spaces them anyway
 Hook = Callable[[str, Mapping[str, Any]], None]
 
@@ -53,6 +53,7 @@ class Receiver:
         key: str | None = None,
         tolerance: float | None = DEFAULT_TOLERANCE,
         max_body: int = MAX_BODY,
+        body_timeout: float = BODY_TIMEOUT,
         client_factory: Callable[[], AsyncKie] | None = None,
         on_event: Hook | None = None,
     ) -> None:
@@ -62,7 +63,7 @@ class Receiver:
         self.key = key
         self.tolerance = tolerance
         self.max_body = max_body
-        self.replay = ReplayCache(window=2 * (tolerance or DEFAULT_TOLERANCE))
+        self.body_timeout = body_timeout
         self.client_factory = client_factory or (lambda: AsyncKie(settings=settings, create_interval=None))
         self.on_event = on_event or (lambda kind, data: None)
         self.client: AsyncKie | None = None
@@ -74,19 +75,34 @@ class Receiver:
         self.refused = 0
 
     # -- HTTP ---------------------------------------------------------------------------------------
-    async def handle(self, request: Request) -> JSONResponse:
-        raw = b""
+    async def _body(self, request: Request) -> bytes | None:
+        """The whole body, or None past `max_body`; a client that trickles it is cut off after
+        `body_timeout` seconds (a slow sender must not hold a connection open forever)."""
+        raw = bytearray()
         async for chunk in request.stream():
             raw += chunk
             if len(raw) > self.max_body:
-                return self._refuse(413, "callback body too large")
+                return None
+        return bytes(raw)
+
+    async def handle(self, request: Request) -> JSONResponse:
+        try:
+            raw = await asyncio.wait_for(self._body(request), self.body_timeout)
+        except asyncio.TimeoutError:
+            return self._refuse(408, "callback body not received in time")
+        if raw is None:
+            return self._refuse(413, "callback body too large")
         job = self.ledger.job_by_token(request.path_params["token"])
         if job is None:
             return self._refuse(403, "unknown callback token")
         try:
             if self.key:
-                verified = verify(request.headers, raw, self.key, self.tolerance, replay=self.replay)
+                verified = verify(request.headers, raw, self.key, self.tolerance, replay=None)
                 body, task_id = verified.body, verified.task_id
+                # Durable, in the ledger: a replay after a restart of `kie serve` is refused too.
+                window = 2 * (self.tolerance or DEFAULT_TOLERANCE)
+                if self.ledger.seen_callback(f"{task_id}.{verified.timestamp}", window=window):
+                    raise WebhookError("The callback was already received (replay).", reason="replay")
             else:
                 body = parse_body(raw)
                 task_id = task_id_of(body) or ""
@@ -111,17 +127,13 @@ class Receiver:
         if job is None:
             return
         spec = catalog.get(job["model"])
-        # A job still submitting or unknown lost its create answer: this callback is the evidence.
+        # A job still submitting or unknown lost its create answer: this callback may be the evidence.
         lost = job["state"] in (SUBMITTING, UNKNOWN)
-        if lost and self.ledger.transition(
-            job_id, (SUBMITTING, UNKNOWN), RUNNING, {"via": "callback"}, task_id=task_id
-        ):
-            self.on_event("reconciled", {"job": job_id, "task_id": task_id})
         try:
             hint: TaskStatus | None = family_for(spec).parse_callback(body)
         except (ValueError, KieError):
             hint = None
-        if hint is not None and not hint.state.terminal:
+        if not lost and hint is not None and not hint.state.terminal:
             self.on_event("progress", {"job": job_id, "task_id": task_id, "progress": hint.progress})
             return
         assert self.client is not None
@@ -130,56 +142,37 @@ class Receiver:
         except KieError as exc:
             self.on_event("refetch_failed", {"job": job_id, "error": str(exc)})
             return
-        await self._record(job_id, status)
-
-    async def _record(self, job_id: str, status: TaskStatus) -> None:
-        if status.state is TaskState.FAILED:
-            self.ledger.transition(
-                job_id,
-                RUNNING,
-                FAILED,
-                {"via": "callback"},
-                error_code=status.fail_code,
-                error_message=status.fail_msg,
+        if lost and not self._attach(job, status):
+            return
+        if status.state.terminal:
+            done = await self.client.run(
+                finish(self.ledger, job_id, status, output_dir=self.output_dir, via="callback")
             )
-            return
-        if status.state is not TaskState.SUCCEEDED:
-            return
-        moved = self.ledger.transition(
-            job_id,
-            RUNNING,
-            SUCCEEDED,
-            {"via": "callback"},
-            result_urls=list(status.result_urls),
-            cost_time=status.cost_time,
-            completed_at=time.time(),
-            actual_credits=status.credits_consumed,
-        )
-        if not moved:
-            return  # someone (a poller, an earlier duplicate) is already saving it
-        job = self.ledger.job(job_id)
-        assert job is not None and self.client is not None
-        stem = job["output_name"] or job["row_key"] or status.task_id
+            if done.error is not None:
+                self.on_event("download_failed", {"job": job_id, "error": str(done.error)})
+            elif done.state == DONE:
+                self.on_event("done", {"job": job_id, "task_id": status.task_id})
+
+    def _attach(self, job: Mapping[str, Any], status: TaskStatus) -> bool:
+        """Attach a lost job to the task a callback names, once Kie has confirmed that task exists
+        (we just read it) and, where Kie echoes the callback URL, that it carries this job's token."""
+        echoed = _echoed_callback(status)
+        if echoed is not None and not echoed.rstrip("/").endswith(job["callback_token"]):
+            self.on_event("evidence_refused", {"job": job["id"], "task_id": status.task_id})
+            return False
         try:
-            saved = await self.client.run(flows.download(status, self.output_dir, str(stem)))
+            attached = self.ledger.attach_task(
+                job["id"],
+                status.task_id,
+                from_states=(SUBMITTING, UNKNOWN),
+                detail={"via": "callback", "confirmed": True},
+            )
         except KieError as exc:
-            self.on_event("download_failed", {"job": job_id, "error": str(exc)})
-            return
-        self.ledger.record_files(
-            job_id,
-            [
-                {
-                    "url": s.url,
-                    "path": str(s.path),
-                    "size": s.size,
-                    "sha256": s.sha256,
-                    "content_type": s.content_type,
-                }
-                for s in saved
-            ],
-        )
-        self.ledger.transition(job_id, SUCCEEDED, DONE, {"via": "callback"}, downloaded_at=time.time())
-        self.on_event("done", {"job": job_id, "task_id": status.task_id})
+            self.on_event("evidence_refused", {"job": job["id"], "error": str(exc)})
+            return False
+        if attached:
+            self.on_event("reconciled", {"job": job["id"], "task_id": status.task_id})
+        return True
 
     def _start(self) -> asyncio.Queue[tuple[str, str, Mapping[str, Any]]]:
         """The work queue, with its client and workers started on first use: a mounted app's lifespan
@@ -242,3 +235,11 @@ def app(
     return Receiver(
         ledger=ledger, settings=settings, output_dir=output_dir, key=key, tolerance=tolerance
     ).app()
+
+
+def _echoed_callback(status: TaskStatus) -> str | None:
+    """The callback URL Kie recorded for the task (Market `param.callBackUrl`), when it shows one."""
+    raw = status.raw if isinstance(status.raw, Mapping) else {}
+    param = loads_maybe(raw.get("param"))
+    url = param.get("callBackUrl") if isinstance(param, Mapping) else None
+    return url if isinstance(url, str) and url else None

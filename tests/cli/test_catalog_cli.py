@@ -25,7 +25,7 @@ def test_models_table_and_json_filters() -> None:
     code, out, _ = run("models", "--capability", "upscale", "--json")
     assert code == 0 and "recraft/crisp-upscale" in {r["id"] for r in json.loads(out)}
     code, out, _ = run("models", "--family", "kling")
-    assert code == 0 and "models" in out and "Traceback" not in out
+    assert code == 0 and "kling-3.0/video\t" in out and "Traceback" not in out
     code, _, err = run("models", "--kind", "hologram")
     assert code == 2 and "--kind must be one of" in err
 
@@ -91,7 +91,7 @@ def test_cost_file_reports_bad_rows_with_line_numbers(tmp_path: Path) -> None:
         '{"model": "nano-banana-pro", "resolution": "9K", "prompt": "x"}\n'
     )
     code, _, err = run("cost", "--file", str(path))
-    assert code == 1 and "line 2" in err and "line 3" in err and "resolution" in err
+    assert code == 2 and "line 2" in err and "line 3" in err and "resolution" in err
 
 
 def test_recommend_ranked_with_reasons_and_ladder() -> None:

@@ -26,13 +26,14 @@ def env(tmp_path: Path) -> dict[str, str]:
     return clean
 
 
-def test_main_job_without_a_key_uses_the_sandbox_and_saves_an_image(tmp_path: Path) -> None:
+def test_main_job_on_the_sandbox_saves_an_image_without_a_key(tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = subprocess.run(
         [
             KIE,
             "generate",
             "nano-banana-pro",
+            "--sandbox",
             "--prompt",
             "a lighthouse at dawn",
             "-i",
@@ -48,6 +49,7 @@ def test_main_job_without_a_key_uses_the_sandbox_and_saves_an_image(tmp_path: Pa
     )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
+    assert data["sandbox"] is True
     (saved,) = data["files"]
     image = Image.open(saved["path"])
     assert image.format == "PNG" and image.width > image.height

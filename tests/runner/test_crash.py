@@ -87,12 +87,13 @@ def test_sigkill_at_random_moments_never_pays_twice(
         kills += 1
     assert kills >= KILLS, "the batch finished too early to be killed ten times"
     final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert final.returncode == 0, final.stderr[-2000:]
+    assert final.returncode in (0, 3), final.stderr[-2000:]
 
     ledger = Ledger(store_url)
     jobs = ledger.jobs()
     states = Counter(j["state"] for j in jobs)
     assert len(jobs) == ROWS and set(states) <= {DONE, UNKNOWN}, states
+    assert final.returncode == (3 if states[UNKNOWN] else 0)  # unknown rows are work left to decide
 
     created = Counter(str(t.input["prompt"]) for t in sandbox.state.tasks.values())
     assert max(created.values()) == 1, "a row was paid for twice"

@@ -91,7 +91,10 @@ def test_a_lost_create_is_recovered_through_its_callback(
     assert job is not None and job["task_id"] in sandbox.state.tasks
     assert len(sandbox.state.tasks) == 1  # recovered, not paid for again
     assert any(
-        e["detail"] == {"via": "callback"} and e["to_state"] == RUNNING for e in ledger.events_of(job_id)
+        (e["detail"] or {}).get("via") == "callback"
+        and (e["detail"] or {}).get("confirmed")
+        and e["to_state"] == RUNNING
+        for e in ledger.events_of(job_id)
     )
 
 
