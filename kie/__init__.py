@@ -8,8 +8,11 @@ Every model is validated and priced before a credit is spent (`kie.catalog`), a 
 resent when its fate is unknown, and results are on disk before their links expire.
 """
 
-from kie import catalog
-from kie.client import AsyncKie, Generation, Kie, Result, Submission
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from kie.errors import (
     APIStatusError,
     AuthenticationError,
@@ -30,7 +33,35 @@ from kie.errors import (
     UnknownModelError,
     ValidationError,
 )
-from kie.protocol.task import TaskState, TaskStatus
+
+if TYPE_CHECKING:
+    from kie import catalog
+    from kie.client import AsyncKie, Generation, Kie, Result, Submission
+    from kie.protocol.task import TaskState, TaskStatus
+
+# The clients pull in httpx and pydantic and the catalogue; they load on first use, so that `kie
+# --help` and scripts that only need the errors start at once.
+_LAZY = {
+    "AsyncKie": "kie.client",
+    "Generation": "kie.client",
+    "Kie": "kie.client",
+    "Result": "kie.client",
+    "Submission": "kie.client",
+    "TaskState": "kie.protocol.task",
+    "TaskStatus": "kie.protocol.task",
+    "catalog": "kie.catalog",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kie' has no attribute {name!r}")
+    loaded = importlib.import_module(module)
+    value = loaded if name == "catalog" else getattr(loaded, name)
+    globals()[name] = value
+    return value
+
 
 __version__ = "0.1.0"
 

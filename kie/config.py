@@ -21,13 +21,14 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import platformdirs
-from pydantic import ValidationError as PydanticValidationError
 
-from kie.catalog.spec import PriceRule
 from kie.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from kie.catalog.spec import PriceRule
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -106,6 +107,10 @@ def _read_file(path: Path) -> dict[str, Any]:
 def _price_overrides(raw: Any, path: Path) -> dict[str, PriceRule]:
     if raw is None:
         return {}
+    from pydantic import ValidationError as PydanticValidationError
+
+    from kie.catalog.spec import PriceRule
+
     if not isinstance(raw, dict):
         raise ConfigurationError(f"[prices] in {path} must be a table of model = credits.")
     rules: dict[str, PriceRule] = {}
@@ -204,9 +209,11 @@ def load_settings(config_path: Path | None = None, **overrides: Any) -> Settings
                 f"number of seconds such as 180, not {unreachable_raw!r}."
             )
         timeouts = replace(timeouts, unreachable=unreachable)
-    from kie.catalog.sync import synced_overrides
+    prices: dict[str, PriceRule] = {}
+    if (home_path / "synced-prices.json").is_file():  # the sync module loads the catalogue: only if needed
+        from kie.catalog.sync import synced_overrides
 
-    prices = synced_overrides(home_path)
+        prices = synced_overrides(home_path)
     prices.update(_price_overrides(overrides.get("price_overrides") or data.get("prices"), path))
     return Settings(
         api_key=clean_key(pick("api_key", "KIE_API_KEY")),

@@ -14,8 +14,6 @@ import typer
 from rich.live import Live
 from rich.text import Text
 
-from kie import catalog
-from kie.catalog.spec import ModelSpec
 from kie.cli._common import (
     INTERRUPTED,
     KIE_FAILED,
@@ -35,11 +33,11 @@ from kie.cli._common import (
 from kie.cli.session import SANDBOX_TIME_SCALE, Session, open_ledger, session, settings_or_fail
 from kie.config import Settings
 from kie.errors import KieError, SubmissionUnknownError, TaskFailedError
-from kie.protocol import flows
 from kie.protocol.polling import PollPolicy
 from kie.protocol.task import TaskState, TaskStatus
 
 if TYPE_CHECKING:
+    from kie.catalog.spec import ModelSpec
     from kie.client import Kie
     from kie.store import Ledger
 
@@ -102,6 +100,8 @@ class StatusLine:
 
 def _list_fields(model: str) -> list[str]:
     """Fields that take several values, so `-i image_urls=a.png -i image_urls=b.png` makes a list."""
+    from kie import catalog
+
     try:
         spec = catalog.get(model)
     except KieError as exc:
@@ -148,6 +148,7 @@ def run_generation(
     """One generation, recorded in the ledger like a batch job: intent before the create, task id right
     after, files and hashes when saved. Everything that can be checked is checked before the create."""
     from kie.client._base import callback_for, prepare
+    from kie.protocol import flows
     from kie.runner.finish import finish
     from kie.store import FAILED, REJECTED, RUNNING, SUBMITTING, SUCCEEDED, UNKNOWN, NewJob
 
@@ -292,6 +293,8 @@ task_app = typer.Typer(help="Work with one task by id.", no_args_is_help=True)
 
 def _model_of(task_id: str, model: str | None, settings: Settings, sandbox: bool) -> ModelSpec | None:
     """The task's model: as given, else as the ledger recorded it (Market when neither knows)."""
+    from kie import catalog
+
     try:
         if model:
             return catalog.get(model)
@@ -390,6 +393,8 @@ def _follow_up(
     json_: bool,
 ) -> None:
     """Run `operation` on a finished task through the catalogue model that performs it."""
+    from kie import catalog
+
     spec = _model_of(task_id, model, settings_or_fail(), sandbox)
     rules = catalog.load().followups.get(operation, {})
     if spec is None:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 
-from kie import catalog
-from kie.catalog.pricing import Estimate
-from kie.catalog.spec import FieldSpec, ModelSpec, PriceRule
 from kie.cli._common import console, emit_table, fail, fmt_credits, is_pipe, print_json
 from kie.config import load_settings
 from kie.errors import KieError
+
+if TYPE_CHECKING:
+    from kie.catalog.pricing import Estimate
+    from kie.catalog.spec import FieldSpec, ModelSpec, PriceRule
 
 models_app = typer.Typer(help="List and inspect every model Kie.ai sells.", no_args_is_help=False)
 
@@ -60,6 +61,8 @@ def list_models(
     json_: JsonOpt = False,
 ) -> None:
     """A table of models: id, kind, capabilities, price (credits), speed/quality tiers, status."""
+    from kie import catalog
+
     if ctx.invoked_subcommand is not None:
         return
     kinds = ("image", "video", "audio", "text")
@@ -128,6 +131,8 @@ def show_model(
     json_: JsonOpt = False,
 ) -> None:
     """Every field of a model with type, default and allowed values, plus aliases and price rule."""
+    from kie import catalog
+
     try:
         resolved = catalog.resolve(model)
     except KieError as exc:

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
-from kie import catalog
-from kie.catalog.pricing import Estimate
 from kie.cli._common import (
     SECTION,
     USER_ERROR,
@@ -26,7 +23,9 @@ from kie.cli._common import (
 from kie.cli.models import estimate_json, price_text
 from kie.config import Settings, load_settings
 from kie.errors import KieError
-from kie.runner.plan import plan_batch
+
+if TYPE_CHECKING:
+    from kie.catalog.pricing import Estimate
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
@@ -34,6 +33,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")
 def _estimate_one(
     model: str, values: dict[str, Any], n: int, settings: Settings, *, require: bool = True
 ) -> Estimate:
+    from kie import catalog
+
     checked = catalog.validate(model, values, allow_local_files=False, require=require)
     return catalog.estimate(checked.model, checked.input, n=n, overrides=settings.price_overrides)
 
@@ -79,6 +80,8 @@ def cost(
 
 def _cost_file(path: Path, default_model: str | None, settings: Settings, json_: bool) -> None:
     """The batch's plan, as `kie batch run --dry-run` makes it: every pipeline step is a priced job."""
+    from kie.runner.plan import plan_batch
+
     try:
         plan = plan_batch(
             path,
@@ -163,6 +166,8 @@ def recommend(
     json_: JsonOpt = False,
 ) -> None:
     """A ranked list for a use case, with price and a one-line reason, plus the escalation ladder."""
+    from kie import catalog
+
     settings = load_settings()
     try:
         ranked = catalog.recommend(
@@ -196,12 +201,14 @@ def recommend(
         return
     if not ranked:
         fail("No active model fits those filters; loosen --max-credits or --capability.", code=1)
-    table = Table(title=f"Recommended for {use_case}: {catalog.load().use_cases[use_case].reason}")
-    for column in ("#", "model", "credits", "why"):
-        table.add_column(column, overflow="fold")
-    for index, rec in enumerate(ranked, start=1):
-        table.add_row(str(index), rec.model.id, fmt_credits(rec.estimate.credits_each), rec.reason)
-    console.print(table)
+    emit_table(
+        ("#", "model", "credits", "why"),
+        (
+            (index, rec.model.id, fmt_credits(rec.estimate.credits_each), rec.reason)
+            for index, rec in enumerate(ranked, start=1)
+        ),
+        title=f"Recommended for {use_case}: {catalog.load().use_cases[use_case].reason}",
+    )
     if ladder and use_case != "utility":
         steps = " → ".join(
             f"{m.id} ({fmt_credits(e.credits_each) if e.known else price_text(m.price)})" for m, e in ladder
