@@ -473,10 +473,7 @@ def batch_run(
 def _batch_or_fail(ledger: Ledger, batch_id: str) -> Record:
     batch = ledger.batch(batch_id)
     if batch is None:
-        from sqlalchemy.engine import make_url
-
-        where = make_url(ledger.url).render_as_string(hide_password=True)
-        fail(f"No batch {batch_id!r} in {where}; `kie jobs list` shows known batches.")
+        fail(f"No batch {batch_id!r} in {ledger.display_url}; `kie jobs list` shows known batches.")
     return batch
 
 

@@ -80,6 +80,10 @@ class Watcher:
 
     async def run(self) -> None:
         while True:
+            # Entries dropped because someone else settled their job are discarded as soon as they
+            # reach the top, so they neither hold memory nor keep a closing watcher waiting.
+            while self._heap and self._heap[0][2].dropped:
+                heapq.heappop(self._heap)
             if not self._heap and not self._running and self._closed:
                 return
             delay = self._heap[0][0] - time.monotonic() if self._heap else None

@@ -827,6 +827,13 @@ class Ledger:
         """
         if interval <= 0:
             return 0.0
+        try:
+            return self._reserve_slot(name, interval)
+        except IntegrityError:
+            # Another process created the limiter's row first (there was no row to lock); now there is.
+            return self._reserve_slot(name, interval)
+
+    def _reserve_slot(self, name: str, interval: float) -> float:
         with self.engine.begin() as c:
             now = time.time()
             row = c.execute(

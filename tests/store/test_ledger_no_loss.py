@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -246,3 +247,17 @@ def test_reads_do_not_wait_for_a_writer(ledger: Ledger, store_url: str) -> None:
         writer.dispose()
     claimed = ledger.claim_for_submit(job_id, 60)  # and writes still go through
     assert claimed is not None and claimed["state"] == SUBMITTING
+
+
+# -- the shared limiter ------------------------------------------------------------------------------
+def test_processes_creating_the_limiter_at_once_all_get_a_slot(ledger: Ledger, store_url: str) -> None:
+    ledgers = [Ledger(store_url) for _ in range(4)]
+    start = threading.Barrier(4)
+
+    def reserve(other: Ledger) -> float:
+        start.wait()
+        return other.reserve_slot("fresh", 0.5)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        waits = list(pool.map(reserve, ledgers))
+    assert waits.count(0.0) == 1 and all(w > 0 for w in waits if w != 0.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,21 @@ def test_lost_callbacks_still_finish_by_polling(sandbox: SandboxServer, tmp_path
         result = run(sandbox, ledger, served, tmp_path, 4)
     assert result.counts == {DONE: 4}
     assert served.receiver.accepted == 0
+
+
+def test_the_run_ends_with_its_last_callback_not_its_safety_net(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    """The safety-net poll comes at three times the model's time; a run whose callbacks all arrived
+    must end without waiting for it (it used to wait until every dropped watch fell due)."""
+    ledger = Ledger(f"sqlite:///{tmp_path / 'l.db'}")
+    finished: list[float] = []
+    with receiver(sandbox, ledger, tmp_path) as served:
+        served.receiver.on_event = lambda kind, data: (
+            finished.append(time.monotonic()) if kind == "done" else None
+        )
+        result = run(sandbox, ledger, served, tmp_path, 6)
+        ended = time.monotonic()
+    assert result.counts == {DONE: 6}
+    safety_net = 3.0 * 10 * SCALE  # z-image's typical 10 s, time-scaled
+    assert ended - max(finished) < safety_net / 2
