@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import mimetypes
+import statistics
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ from kie.protocol.common import (
 from kie.protocol.envelope import ApiRequest, Envelope, require_ok
 from kie.protocol.families import Created, family_for
 from kie.protocol.files import FileSink, SavedFile
-from kie.protocol.polling import PollClock, PollPolicy, next_delay
+from kie.protocol.polling import PollClock, PollPolicy, duration_keys, next_delay, quantile_plan
 from kie.protocol.task import TaskState, TaskStatus
 
 
@@ -146,6 +147,9 @@ class Watch:
     expected: float
     learned: PollClock | None = None
     polls: int = 0
+    keys: tuple[str, ...] = ()
+    plan: tuple[float, ...] = ()
+    step: int = 0  # the next planned poll in `plan`
 
     @classmethod
     def begin(
@@ -158,18 +162,34 @@ class Watch:
         deadline: float,
         learned: PollClock | None = None,
         elapsed: float = 0.0,
+        values: Mapping[str, Any] | None = None,
     ) -> Watch:
         """Start watching; `elapsed` is how long the task has already run (a resumed batch), which
-        moves the schedule on but leaves the whole deadline to this watch."""
+        moves the schedule on but leaves the whole deadline to this watch. `values` (the task's input)
+        picks the durations learned for its options rather than for its model as a whole."""
         expected = spec.traits.typical_seconds if spec is not None else 30.0
-        if learned is not None and spec is not None:
-            expected = learned.expected(spec.id, expected)
+        keys = duration_keys(spec.id, values) if spec is not None else ()
+        seen = learned.durations(keys) if learned is not None else ()
+        if seen:
+            expected = statistics.median(seen)
         return cls(
-            spec, task_id, policy, now - max(0.0, elapsed), now + deadline, deadline, expected, learned
+            spec,
+            task_id,
+            policy,
+            now - max(0.0, elapsed),
+            now + deadline,
+            deadline,
+            expected,
+            learned,
+            keys=keys,
+            plan=quantile_plan(policy, seen),
         )
 
     def delay(self, now: float) -> float:
-        """Seconds until the next poll; raises `TimeoutError` once the deadline has passed."""
+        """Seconds until the next poll; raises `TimeoutError` once the deadline has passed.
+
+        Each call books one planned poll, so a poll that jitter brought forward is not repeated at its
+        planned time, and a resumed task skips the points it has already passed."""
         remaining = self.give_up_at - now
         if remaining <= 0:
             raise TimeoutError(
@@ -177,7 +197,12 @@ class Watch:
                 f"on Kie. Fetch it later with `kie task get {self.task_id}`.",
                 task_id=self.task_id,
             )
-        return min(next_delay(self.policy, now - self.start, self.expected), remaining)
+        real_elapsed = (now - self.start) / (self.policy.scale or 1.0)
+        while self.step < len(self.plan) and self.plan[self.step] <= real_elapsed:
+            self.step += 1
+        ahead = self.plan[self.step :]
+        self.step += 1
+        return min(next_delay(self.policy, now - self.start, self.expected, plan=ahead), remaining)
 
     def send(self) -> Send:
         family = family_for(self.spec)
@@ -198,8 +223,17 @@ class Watch:
             )
         status = family.parse_status(env, self.task_id)
         if status.state is TaskState.SUCCEEDED and self.learned is not None and self.spec is not None:
-            self.learned.observe(self.spec.id, (now - self.start) / (self.policy.scale or 1.0), self.expected)
+            self._learn(self.learned, self.spec, status, now)
         return status
+
+    def _learn(self, learned: PollClock, spec: ModelSpec, status: TaskStatus, now: float) -> None:
+        """Record how long the task took: Kie's own `costTime` when it gives one (the measure the ledger
+        keeps, free of our polling delay), else the time until we noticed. Kie echoes the input, so a
+        task waited for by id alone still teaches the durations of its options."""
+        keys = self.keys
+        if len(keys) < 2 and status.input:
+            keys = duration_keys(spec.id, status.input)
+        learned.observe(keys, status.cost_time or (now - self.start) / (self.policy.scale or 1.0))
 
 
 def _not_found_reason(env: Envelope) -> str:
@@ -225,9 +259,14 @@ def wait(
     learned: PollClock | None = None,
     poll_now: bool = False,
     on_status: StatusHook | None = None,
+    values: Mapping[str, Any] | None = None,
 ) -> Flow:
-    """Poll until the task is terminal; return the final `TaskStatus` (raise on failure or deadline)."""
-    watch = Watch.begin(spec, task_id, policy=policy, now=clock(), deadline=deadline, learned=learned)
+    """Poll until the task is terminal; return the final `TaskStatus` (raise on failure or deadline).
+
+    `values`, the task's input, lets the schedule use what was learned for its options."""
+    watch = Watch.begin(
+        spec, task_id, policy=policy, now=clock(), deadline=deadline, learned=learned, values=values
+    )
     if not poll_now:
         yield Sleep(watch.delay(clock()))
     while True:
