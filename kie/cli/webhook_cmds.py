@@ -50,7 +50,9 @@ def serve(
     shown = f"{(public_url or f'http://{host}:{port}').rstrip('/')}{CALLBACK_PATH}"
     if json_:
         print_plain(
-            json.dumps({"callbacks": shown, "signed": bool(settings.webhook_key), "store": ledger.display_url})
+            json.dumps(
+                {"callbacks": shown, "signed": bool(settings.webhook_key), "store": ledger.display_url}
+            )
         )
     else:
         console.print(f"kie serve: callbacks at {shown}")
