@@ -326,7 +326,7 @@ def test_piped_upload_prints_the_bare_url(sandbox: SandboxServer, tmp_path: Path
     assert proc.stdout.strip().startswith(sandbox.url)
 
 
-# -- input checks before spend ---------------------------------------------------------------------------------
+# -- input checks before spend -----------------------------------------------------------------
 
 
 @pytest.mark.parametrize("budget", ["nan", "-5", "inf", "lots"])
