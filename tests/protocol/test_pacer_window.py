@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from kie.protocol.polling import Pacer
 
 
@@ -37,7 +39,7 @@ def test_spacing_alone_lets_a_delayed_create_crowd_the_next_window() -> None:
 def test_the_window_absorbs_a_create_delayed_inside_kie() -> None:
     times = drive(Pacer(0.5, window=(20, 10.0)), {3: 1.0, 30: 2.0}, 60)
     assert worst_window(times, 20, 10.0) <= 20
-    gaps = [b[0] - a[0] for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(times)]
     assert min(gaps) >= 0.5  # and the spacing still holds
 
 
