@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +130,10 @@ class AsyncKie:
         )
         scale = self.config.poll.scale
         self._status_pacer = Pacer(scale / status_reads_per_second if status_reads_per_second > 0 else 0.0)
+        # A shared gate for reads instead of this client's own pacer: the batch engine and the callback
+        # receiver set it to the ledger's status limiter, so every process on one account stays within
+        # Kie's 10 reads per second together.
+        self.read_gate: Callable[[], Awaitable[None]] | None = None
         # At most as many requests in the pool as it has connections: httpcore rescans its whole wait
         # queue on every release, which turns thousands of waiting coroutines into quadratic CPU.
         self.max_connections = max_connections
@@ -182,7 +186,9 @@ class AsyncKie:
         pacer = (
             self.config.create_pacer if create else (self._status_pacer if request.method == "GET" else None)
         )
-        if pacer is not None:
+        if not create and request.method == "GET" and self.read_gate is not None:
+            await self.read_gate()
+        elif pacer is not None:
             await asyncio.sleep(pacer.reserve(time.monotonic()))
         depart = effect.on_depart
         try:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from kie.catalog.validate import unstorable
+from kie.catalog.validate import INT64_MAX, unstorable
 from kie.errors import ValidationError
 
 RESERVED = ("id", "model", "output", "then")
@@ -86,7 +86,7 @@ def _json_problem(text: str) -> tuple[Any, str | None]:
     except _NotJson as exc:
         return None, f"is not valid JSON ({exc} is not a JSON number); write the number or a string"
     except ValueError:  # Python refuses integers of more than 4,300 digits
-        return None, "has a number with thousands of digits; the limit is 9223372036854775807"
+        return None, f"has a number with thousands of digits; the limit is {INT64_MAX}"
     except RecursionError:
         return None, "is nested too deeply to read; flatten it"
 

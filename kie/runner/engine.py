@@ -40,6 +40,7 @@ from kie.protocol.flows import Watch
 from kie.protocol.polling import Pacer
 from kie.protocol.task import TaskState, TaskStatus
 from kie.runner.finish import MANIFEST, Finished, finish, write_manifest
+from kie.runner.limits import read_gate
 from kie.runner.watcher import Watcher
 from kie.store import (
     DONE,
@@ -150,6 +151,8 @@ class BatchRunner:
             if options.webhook_base
             else None
         )
+        if client.read_gate is None:  # status reads share the account's limit with every process
+            client.read_gate = read_gate(ledger, scale=client.config.poll.scale)
         if client.config.create_pacer is None and self.pace > 0:
             # The account's window, as the user gave it (20 per 10 s): no 20 creates may reach Kie
             # within 10 s even when one of them is held up inside Kie.

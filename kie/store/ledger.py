@@ -54,7 +54,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModu
 
 from kie.errors import BudgetExceededError, ConfigurationError, KieError, ValidationError
 from kie.protocol.files import safe_stem
-from kie.store.schema import batches, callbacks, events, files, jobs, limiters, stems
+from kie.store.schema import batches, callbacks, events, files, inbox, jobs, limiters, stems
 
 # Job states. `done` means downloaded; `succeeded` means Kie finished but the files are not saved yet.
 PENDING, SUBMITTING, RUNNING = "pending", "submitting", "running"
@@ -136,7 +136,7 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
 # The newest migration in `migrations/versions/`; a test checks it against alembic's own idea of head.
 # Knowing it here lets an up-to-date ledger open without importing alembic at all.
-HEAD = "0003"
+HEAD = "0004"
 _VERSION_TABLE = "kie_alembic_version"
 _BEGIN_OPTION = "kie_sqlite_begin"
 # PostgreSQL advisory lock keys (any constants unique to kie): one for migrations, one for file paths.
@@ -804,19 +804,59 @@ class Ledger:
         """Record a callback's key; True when it was recorded before (a replay), also by another
         process or before a restart. Keys older than `window` are purged now and then."""
         at = time.time() if now is None else now
-        if len(key) > 128:
-            key = hashlib.sha256(key.encode("utf-8")).hexdigest()
         try:
             with self.engine.begin() as c:
-                if at >= self._next_purge:
-                    c.execute(delete(callbacks).where(callbacks.c.seen_at < at - window))
-                    self._next_purge = at + window / 2
-                if c.execute(select(callbacks.c.key).where(callbacks.c.key == key)).first() is not None:
-                    return True
-                c.execute(insert(callbacks).values(key=key, seen_at=at))
-                return False
+                return not self._first_sighting(c, key, at, window)
         except IntegrityError:
             return True  # another process recorded it between our check and our insert
+
+    def _first_sighting(self, c: Connection, key: str, at: float, window: float) -> bool:
+        if len(key) > 128:
+            key = hashlib.sha256(key.encode("utf-8")).hexdigest()
+        if at >= self._next_purge:
+            c.execute(delete(callbacks).where(callbacks.c.seen_at < at - window))
+            c.execute(delete(inbox).where(inbox.c.done_at < at - window))
+            self._next_purge = at + window / 2
+        if c.execute(select(callbacks.c.key).where(callbacks.c.key == key)).first() is not None:
+            return False
+        c.execute(insert(callbacks).values(key=key, seen_at=at))
+        return True
+
+    # -- the callback inbox -------------------------------------------------------------------------------
+    def accept_callback(
+        self,
+        job_id: str,
+        task_id: str,
+        body: Mapping[str, Any],
+        *,
+        replay_key: str | None,
+        window: float,
+    ) -> int | None:
+        """Record an accepted callback before it is answered, with its replay check, in one
+        transaction; returns its inbox id, or None for a replay. Processing it later is at-least-once
+        and harmless to repeat: every move it causes is a compare-and-set."""
+        at = time.time()
+        try:
+            with self.engine.begin() as c:
+                if replay_key is not None and not self._first_sighting(c, replay_key, at, window):
+                    return None
+                result = c.execute(
+                    insert(inbox).values(job_id=job_id, task_id=task_id, body=dict(body), received_at=at)
+                )
+                key = result.inserted_primary_key
+                return int(key[0]) if key else None
+        except IntegrityError:
+            return None
+
+    def open_callbacks(self, limit: int = 10_000) -> list[Record]:
+        """Accepted callbacks not yet processed, oldest first (what a restarted receiver picks up)."""
+        query = select(inbox).where(inbox.c.done_at.is_(None)).order_by(inbox.c.id).limit(limit)
+        with self._read() as c:
+            return _all(c.execute(query))
+
+    def callback_done(self, inbox_id: int) -> None:
+        with self.engine.begin() as c:
+            c.execute(update(inbox).where(inbox.c.id == inbox_id).values(done_at=time.time()))
 
     # -- the shared create limiter ----------------------------------------------------------------------
     def reserve_slot(self, name: str, interval: float) -> float:

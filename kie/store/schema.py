@@ -128,6 +128,20 @@ callbacks = Table(
     Index("ix_kie_callbacks_seen_at", "seen_at"),
 )
 
+# Callbacks a receiver accepted, until they are processed (migration 0004): recorded before the answer,
+# so a receiver killed with a queue of them picks them up again when it restarts.
+inbox = Table(
+    "kie_inbox",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("job_id", String(32), ForeignKey("kie_jobs.id"), nullable=False),
+    Column("task_id", String(128), nullable=False),
+    Column("body", JSON, nullable=False),
+    Column("received_at", Float, nullable=False),
+    Column("done_at", Float, nullable=True),
+    Index("ix_kie_inbox_open", "done_at", "id"),
+)
+
 limiters = Table(
     "kie_limiters",
     metadata,

@@ -28,6 +28,7 @@ from kie.errors import KieError
 from kie.protocol.families import family_for
 from kie.protocol.task import TaskStatus, loads_maybe
 from kie.runner.finish import finish
+from kie.runner.limits import read_gate
 from kie.store import DONE, SUBMITTING, UNKNOWN, Ledger
 from kie.webhooks.verify import DEFAULT_TOLERANCE, WebhookError, parse_body, task_id_of, verify
 
@@ -37,6 +38,7 @@ MAX_BODY = 1 << 20
 BODY_TIMEOUT = 10.0  # seconds to receive a callback's body; Kie itself waits 15 s for our answer
 WORKERS = 16  # re-reads under way at once; the status pacer spaces them anyway
 Hook = Callable[[str, Mapping[str, Any]], None]
+Work = tuple[int, str, str, Mapping[str, Any]]  # inbox id, job id, task id, callback body
 
 
 def callback_url(public_url: str, token: str) -> str:
@@ -69,7 +71,7 @@ class Receiver:
         self.client: AsyncKie | None = None
         # Accepted callbacks wait here for a fixed set of workers: a burst of thousands costs a queue
         # entry each, not a coroutine each competing with the answers Kie is waiting for.
-        self._queue: asyncio.Queue[tuple[str, str, Mapping[str, Any]]] | None = None
+        self._queue: asyncio.Queue[Work] | None = None
         self._workers: list[asyncio.Task[None]] = []
         self.accepted = 0
         self.refused = 0
@@ -99,21 +101,28 @@ class Receiver:
             if self.key:
                 verified = verify(request.headers, raw, self.key, self.tolerance, replay=None)
                 body, task_id = verified.body, verified.task_id
-                # Durable, in the ledger: a replay after a restart of `kie serve` is refused too.
-                window = 2 * (self.tolerance or DEFAULT_TOLERANCE)
-                if self.ledger.seen_callback(f"{task_id}.{verified.timestamp}", window=window):
-                    raise WebhookError("The callback was already received (replay).", reason="replay")
+                replay_key: str | None = f"{task_id}.{verified.timestamp}"
             else:
                 body = parse_body(raw)
                 task_id = task_id_of(body) or ""
+                replay_key = None
         except WebhookError as exc:
             return self._refuse(401 if exc.reason in ("signature", "timestamp", "replay") else 400, str(exc))
         if not task_id:
             return self._refuse(400, "callback names no task id")
         if job["task_id"] and job["task_id"] != task_id:
             return self._refuse(403, "callback task does not belong to this job")
+        queue = self._start()
+        # Recorded before the answer, with the replay check, in one transaction: a receiver killed now
+        # finds it again on restart. The replay record lives in the ledger, so a replay after a restart
+        # of `kie serve` is refused too.
+        inbox_id = self.ledger.accept_callback(
+            job["id"], task_id, body, replay_key=replay_key, window=2 * (self.tolerance or DEFAULT_TOLERANCE)
+        )
+        if inbox_id is None:
+            return self._refuse(401, "The callback was already received (replay).")
         self.accepted += 1
-        self._start().put_nowait((job["id"], task_id, body))
+        queue.put_nowait((inbox_id, job["id"], task_id, body))
         return JSONResponse({"code": 200, "msg": "success"})
 
     def _refuse(self, status: int, reason: str) -> JSONResponse:
@@ -174,25 +183,35 @@ class Receiver:
             self.on_event("reconciled", {"job": job["id"], "task_id": status.task_id})
         return True
 
-    def _start(self) -> asyncio.Queue[tuple[str, str, Mapping[str, Any]]]:
-        """The work queue, with its client and workers started on first use: a mounted app's lifespan
-        may never run (Starlette does not run a mounted app's lifespan)."""
+    def _start(self) -> asyncio.Queue[Work]:
+        """The work queue, with its client and workers started on first use (a mounted app's lifespan
+        may never run: Starlette does not run a mounted app's lifespan). Callbacks an earlier receiver
+        accepted but did not finish come first."""
         if self._queue is None:
             if self.client is None:
                 self.client = self.client_factory()
+                if self.client.read_gate is None:
+                    self.client.read_gate = read_gate(self.ledger, scale=self.client.config.poll.scale)
             self._queue = asyncio.Queue()
+            for item in self.ledger.open_callbacks():
+                self._queue.put_nowait((item["id"], item["job_id"], item["task_id"], item["body"]))
             loop = asyncio.get_running_loop()
             self._workers = [loop.create_task(self._work(self._queue)) for _ in range(WORKERS)]
         return self._queue
 
-    async def _work(self, queue: asyncio.Queue[tuple[str, str, Mapping[str, Any]]]) -> None:
+    def start(self) -> None:
+        """Pick up callbacks left open by a receiver that stopped, without waiting for a new one."""
+        self._start()
+
+    async def _work(self, queue: asyncio.Queue[Work]) -> None:
         while True:
-            job_id, task_id, body = await queue.get()
+            inbox_id, job_id, task_id, body = await queue.get()
             try:
                 await self._process(job_id, task_id, body)
             except Exception:  # one bad callback must not stop the worker; the poller's net remains
                 log.exception("processing the callback for job %s failed", job_id)
             finally:
+                self.ledger.callback_done(inbox_id)
                 queue.task_done()
 
     async def drain(self) -> None:
@@ -214,7 +233,7 @@ class Receiver:
     def app(self) -> Starlette:
         @contextlib.asynccontextmanager
         async def lifespan(_: Starlette) -> AsyncIterator[None]:
-            self.client = self.client_factory()
+            self._start()  # at once: callbacks a killed receiver left open are processed now
             try:
                 yield
             finally:

@@ -164,7 +164,7 @@ def test_suno_stages_show_as_progress(sandbox: SandboxServer, ledger: Ledger, se
     job_id = new_job(ledger, "suno/V5", {"prompt": "a folk song about herons"})
     submit_with_token(sandbox, ledger, served, job_id)
     until(lambda: ledger.job(job_id)["state"] == DONE)  # type: ignore[index]
-    assert events.count("progress") >= 1 and events[-1] == "done"
+    assert events.count("progress") >= 1 and events.count("done") == 1  # workers run concurrently
     assert len(ledger.files_of(job_id)) == 2
 
 

@@ -3,7 +3,7 @@ and a durable record of callbacks already accepted.
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-12-06
+Create Date: 2026-12-01
 """
 
 from __future__ import annotations
