@@ -138,6 +138,7 @@ def make_config(
     retry: RetryPolicy | None,
     poll: PollPolicy | None,
     create_interval: float | None,
+    learned: PollClock | None = None,
 ) -> ClientConfig:
     base = settings or load_settings(api_key=api_key, base_url=base_url, upload_base_url=upload_base_url)
     if settings is not None:
@@ -153,6 +154,7 @@ def make_config(
         retry=retry or RetryPolicy(),
         poll=poll or PollPolicy(scale=env_poll_scale()),
         create_pacer=Pacer(create_interval) if create_interval else None,
+        learned=learned or PollClock(),
     )
 
 

@@ -40,7 +40,7 @@ from kie.protocol.envelope import Envelope, require_ok
 from kie.protocol.families import Created
 from kie.protocol.files import SavedFile
 from kie.protocol.flows import Fetch, FetchFailed, Flow, Send, Sleep, StatusHook
-from kie.protocol.polling import Pacer, PollPolicy
+from kie.protocol.polling import Pacer, PollClock, PollPolicy
 from kie.protocol.retry import RetryPolicy, final_error
 from kie.protocol.task import TaskState, TaskStatus
 
@@ -60,6 +60,7 @@ class AsyncKie:
         retry: RetryPolicy | None = None,
         poll: PollPolicy | None = None,
         create_interval: float | None = 0.5,
+        learned: PollClock | None = None,
         status_reads_per_second: float = STATUS_READS_PER_SECOND,
         max_connections: int = 50,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -83,6 +84,9 @@ class AsyncKie:
                 paid twice.
             poll: When to ask about a running task. The default schedule waits for most of the model's
                 typical duration, then polls at a growing interval, on the clock `KIE_POLL_SCALE` sets.
+            learned: How long tasks really take, per model and options, to place polls near completion;
+                `kie.runner.priors.load_priors(ledger)` fills one from a ledger's finished jobs.
+                Defaults to an empty clock that learns as this client's tasks finish.
             create_interval: Minimum seconds between two creates, shared by every concurrent task, which
                 keeps them under Kie's 20 creates per 10 seconds; None turns pacing off.
             status_reads_per_second: Cap on status reads across all waiting tasks, below Kie's 10 per
@@ -103,6 +107,7 @@ class AsyncKie:
             retry=retry,
             poll=poll,
             create_interval=create_interval,
+            learned=learned,
         )
         # Creates get a quarter of the connections, at most 16 (enough for 160 creates per 10 s even if
         # each took a second to answer); the rest are shared by status reads and downloads, so the
@@ -302,6 +307,7 @@ class AsyncKie:
         on_status: StatusHook | None = None,
         poll_now: bool = False,
         poll: PollPolicy | None = None,
+        input: Mapping[str, Any] | None = None,
     ) -> TaskStatus:
         """Poll until the task is done, at an interval that grows with its age (few requests per task).
 
@@ -317,6 +323,8 @@ class AsyncKie:
             poll_now: Ask at once instead of first waiting for most of the typical duration; for a
                 task that has already been running a while.
             poll: A polling schedule for this call only, instead of the client's.
+            input: The task's input, so polls follow what tasks with the same options (resolution,
+                duration, …) have taken before; `generate` passes it.
 
         Returns:
             The final `TaskStatus`, whose state is `SUCCEEDED` and whose `result_urls` are ready for
@@ -337,6 +345,7 @@ class AsyncKie:
                 deadline=deadline or self.config.settings.timeouts.task_deadline,
                 learned=self.config.learned,
                 poll_now=poll_now,
+                values=input,
                 on_status=on_status,
             )
         )
@@ -437,7 +446,9 @@ class AsyncKie:
         )
         if on_submit is not None:
             on_submit(sub)
-        status = sub.status or await self.wait(sub.task_id, sub.model, deadline=deadline, on_status=on_status)
+        status = sub.status or await self.wait(
+            sub.task_id, sub.model, deadline=deadline, on_status=on_status, input=sub.input
+        )
         if status.state is TaskState.FAILED:
             raise flows.task_failed(status)
         results = await self.download(status, output_dir, name=name)

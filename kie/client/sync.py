@@ -33,7 +33,7 @@ from kie.protocol.envelope import Envelope, require_ok
 from kie.protocol.families import Created
 from kie.protocol.files import SavedFile
 from kie.protocol.flows import Fetch, FetchFailed, Flow, Send, Sleep, StatusHook
-from kie.protocol.polling import PollPolicy
+from kie.protocol.polling import PollClock, PollPolicy
 from kie.protocol.retry import RetryPolicy, final_error
 from kie.protocol.task import TaskState, TaskStatus
 
@@ -59,6 +59,7 @@ class Kie:
         retry: RetryPolicy | None = None,
         poll: PollPolicy | None = None,
         create_interval: float | None = 0.5,
+        learned: PollClock | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         """Build a client; nothing is sent until the first call.
@@ -80,6 +81,9 @@ class Kie:
                 paid twice.
             poll: When to ask about a running task. The default schedule waits for most of the model's
                 typical duration, then polls at a growing interval, on the clock `KIE_POLL_SCALE` sets.
+            learned: How long tasks really take, per model and options, to place polls near completion;
+                `kie.runner.priors.load_priors(ledger)` fills one from a ledger's finished jobs.
+                Defaults to an empty clock that learns as this client's tasks finish.
             create_interval: Minimum seconds between two creates, which keeps a loop of `generate`
                 calls under Kie's 20 creates per 10 seconds; None turns pacing off.
             transport: The httpx transport for every request, for tests (`httpx.MockTransport`) or
@@ -96,6 +100,7 @@ class Kie:
             retry=retry,
             poll=poll,
             create_interval=create_interval,
+            learned=learned,
         )
         self._http = httpx.Client(
             headers=self.config.headers(),
@@ -255,6 +260,7 @@ class Kie:
         on_status: StatusHook | None = None,
         poll_now: bool = False,
         poll: PollPolicy | None = None,
+        input: Mapping[str, Any] | None = None,
     ) -> TaskStatus:
         """Poll until the task is done, at an interval that grows with its age (few requests per task).
 
@@ -270,6 +276,8 @@ class Kie:
             poll_now: Ask at once instead of first waiting for most of the typical duration; for a
                 task that has already been running a while.
             poll: A polling schedule for this call only, instead of the client's.
+            input: The task's input, so polls follow what tasks with the same options (resolution,
+                duration, …) have taken before; `generate` passes it.
 
         Returns:
             The final `TaskStatus`, whose state is `SUCCEEDED` and whose `result_urls` are ready for
@@ -290,6 +298,7 @@ class Kie:
                 deadline=deadline or self.config.settings.timeouts.task_deadline,
                 learned=self.config.learned,
                 poll_now=poll_now,
+                values=input,
                 on_status=on_status,
             )
         )
@@ -388,7 +397,9 @@ class Kie:
         sub = self.submit(model, input, callback_url=callback_url, allow_unknown=allow_unknown, **fields)
         if on_submit is not None:
             on_submit(sub)
-        status = sub.status or self.wait(sub.task_id, sub.model, deadline=deadline, on_status=on_status)
+        status = sub.status or self.wait(
+            sub.task_id, sub.model, deadline=deadline, on_status=on_status, input=sub.input
+        )
         if status.state is TaskState.FAILED:
             raise flows.task_failed(status)
         results = self.download(status, output_dir, name=name)
