@@ -215,6 +215,19 @@ def retrying_args(
     return args
 
 
+def create_retry(
+    config: ClientConfig, effect: Send, sleep: Callable[[float], Any] | None = None
+) -> dict[str, Any]:
+    """Retry rules for a request. A create whose caller commits intent at departure (`on_depart`, the
+    batch engine) is tried once: its job is `submitting` from that moment, so waiting out a 429 or a
+    refused connection here would keep it there, and a crash meanwhile would leave it `unknown` though
+    nothing was created. That caller releases and re-queues the job itself."""
+    args = retrying_args(config, effect.request.kind, sleep)
+    if effect.request.kind == "create" and effect.on_depart is not None:
+        args["stop"] = tenacity.stop_after_attempt(1)
+    return args
+
+
 @dataclass(frozen=True)
 class Prepared:
     model: ModelSpec

@@ -25,6 +25,7 @@ from kie.client._base import (
     callback_for,
     check,
     content_length,
+    create_retry,
     httpx_args,
     make_config,
     prepare,
@@ -114,6 +115,7 @@ class AsyncKie:
         # total stays within `max_connections` (at least 2).
         create_connections = min(16, max(1, max_connections // 4))
         shared = max(1, max_connections - create_connections)
+        self._create_slots = asyncio.Semaphore(create_connections)
         limits = httpx.Limits(max_connections=shared, max_keepalive_connections=shared)
         self._http = httpx.AsyncClient(
             headers=self.config.headers(),
@@ -197,20 +199,23 @@ class AsyncKie:
             await asyncio.sleep(pacer.reserve(time.monotonic()))
         depart = effect.on_depart
         try:
-            async for attempt in tenacity.AsyncRetrying(**retrying_args(self.config, request.kind)):
+            async for attempt in tenacity.AsyncRetrying(**create_retry(self.config, effect)):
                 with attempt:
                     self.requests_sent += 1
                     if create:
-                        await self._create_gap()
-                        if depart is not None:
-                            hook, depart = depart, None
-                            hook()
-                        left = pacer.last_departure if pacer is not None else 0.0
-                        try:
-                            response = await self._creates.request(**httpx_args(self.config, request))
-                        finally:
-                            if pacer is not None:
-                                pacer.answered(left, time.monotonic())
+                        # A free create connection first: a job claimed at departure must not then
+                        # queue for a socket, where a crash would strand it as `unknown`.
+                        async with self._create_slots:
+                            await self._create_gap()
+                            left = pacer.last_departure if pacer is not None else 0.0
+                            try:
+                                if depart is not None:
+                                    hook, depart = depart, None
+                                    hook()
+                                response = await self._creates.request(**httpx_args(self.config, request))
+                            finally:
+                                if pacer is not None:
+                                    pacer.answered(left, time.monotonic())
                     else:
                         async with self._admission:
                             response = await self._http.request(**httpx_args(self.config, request))

@@ -18,6 +18,7 @@ from kie.client._base import (
     callback_for,
     check,
     content_length,
+    create_retry,
     httpx_args,
     make_config,
     prepare,
@@ -161,15 +162,15 @@ class Kie:
             time.sleep(pacer.reserve(time.monotonic()))
         depart = effect.on_depart
         try:
-            for attempt in tenacity.Retrying(**retrying_args(self.config, request.kind, time.sleep)):
+            for attempt in tenacity.Retrying(**create_retry(self.config, effect, time.sleep)):
                 with attempt:
                     while pacer is not None and (gap := pacer.depart(time.monotonic())) > 0:
                         time.sleep(gap)
-                    if depart is not None:
-                        hook, depart = depart, None
-                        hook()
                     left = pacer.last_departure if pacer is not None else 0.0
                     try:
+                        if depart is not None:
+                            hook, depart = depart, None
+                            hook()
                         response = self._http.request(**httpx_args(self.config, request))
                     finally:
                         if pacer is not None:

@@ -129,19 +129,21 @@ _ERRORS: dict[int, type[APIStatusError]] = {
 }
 
 _ADVICE: dict[int, str] = {
-    401: "Check KIE_API_KEY; the key is missing or wrong.",
-    402: "Top up your Kie.ai credits, then resume.",
-    429: "Slow down; nothing was created and it is safe to retry later.",
-    433: "This sub-key reached its usage cap; raise it in the Kie dashboard.",
-    455: "Kie.ai is in maintenance; nothing was created. Try again later.",
-    505: "This feature is disabled on Kie.ai for now.",
+    401: "check KIE_API_KEY, the key is missing or wrong.",
+    402: "top up your Kie.ai credits, then resume.",
+    429: "slow down: nothing was created and it is safe to retry later.",
+    433: "this sub-key reached its usage cap, raise it in the Kie dashboard.",
+    455: "Kie.ai is in maintenance and nothing was created, try again later.",
+    505: "this feature is disabled on Kie.ai for now.",
 }
 
 
 def error_for(env: Envelope, *, task_id: str | None = None, job_id: str | None = None) -> Exception:
     """The exception a failed envelope stands for; 5xx codes map to `ServerError`."""
     advice = _ADVICE.get(env.code, "")
-    message = f"Kie.ai answered {env.code}: {env.msg or 'no message'}." + (f" {advice}" if advice else "")
+    said = (env.msg or "no message").strip().rstrip(".")
+    # One sentence: Kie's words, then what to do (they often end in a full stop of their own).
+    message = f"Kie.ai answered {env.code} ({said})" + (f"; {advice}" if advice else ".")
     if env.code in (400, 422):
         return ValidationError(message, code=env.code, task_id=task_id, job_id=job_id)
     cls = _ERRORS.get(env.code)

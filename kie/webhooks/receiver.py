@@ -169,19 +169,30 @@ class Receiver:
         if echoed is not None and not echoed.rstrip("/").endswith(job["callback_token"]):
             self.on_event("evidence_refused", {"job": job["id"], "task_id": status.task_id})
             return False
-        try:
-            attached = self.ledger.attach_task(
-                job["id"],
-                status.task_id,
-                from_states=(SUBMITTING, UNKNOWN),
-                detail={"via": "callback", "confirmed": True},
-            )
-        except KieError as exc:
-            self.on_event("evidence_refused", {"job": job["id"], "error": str(exc)})
-            return False
-        if attached:
-            self.on_event("reconciled", {"job": job["id"], "task_id": status.task_id})
-        return True
+        for _attempt in range(3):
+            try:
+                attached = self.ledger.attach_task(
+                    job["id"],
+                    status.task_id,
+                    from_states=(SUBMITTING, UNKNOWN),
+                    detail={"via": "callback", "confirmed": True},
+                )
+            except KieError as exc:
+                self.on_event("evidence_refused", {"job": job["id"], "error": str(exc)})
+                return False
+            if attached:
+                self.on_event("reconciled", {"job": job["id"], "task_id": status.task_id})
+                return True
+            # The job moved while we attached (its worker marked it unknown, or recorded the task id
+            # itself): look again rather than drop an acknowledged callback.
+            current = self.ledger.job(job["id"])
+            if current is None:
+                return False
+            if current["task_id"] == status.task_id:
+                return True
+            if current["state"] not in (SUBMITTING, UNKNOWN):
+                return False
+        return False
 
     def _start(self) -> asyncio.Queue[Work]:
         """The work queue, with its client and workers started on first use (a mounted app's lifespan

@@ -13,7 +13,7 @@ def test_http_200_error_envelope_is_an_error() -> None:
     assert (env.code, env.msg, env.ok) == (422, "Please enter callBackUrl.", False)
     with pytest.raises(errors.ValidationError) as caught:
         require_ok(env)
-    assert "Please enter callBackUrl." in str(caught.value)
+    assert "(Please enter callBackUrl)" in str(caught.value) and ".." not in str(caught.value)
     assert caught.value.code == 422
 
 
