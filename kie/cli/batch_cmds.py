@@ -8,7 +8,7 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from kie.client import AsyncKie
-    from kie.runner.engine import RunOptions, RunResult
+    from kie.runner.engine import Planner, RunOptions, RunResult
     from kie.runner.plan import Plan
     from kie.store import Ledger, Record
 
@@ -118,7 +118,7 @@ def _print_plan(plan: Plan, settings: Settings) -> None:
     ]
     rows += [
         SECTION,
-        ("total", len(plan.jobs), fmt_credits(plan.known_credits), fmt_usd(plan.known_credits * rate)),
+        ("total", plan.job_count, fmt_credits(plan.known_credits), fmt_usd(plan.known_credits * rate)),
     ]
     emit_table(
         ("model", "jobs", "credits", "USD"),
@@ -158,6 +158,7 @@ class Progress:
         self.done_at_start = ledger.counts(batch_id).get("done", 0)
         self.plain = not json_ and not err_console.is_terminal
         self.notice = ""
+        self.planning: int | None = None  # jobs planned so far while the file is still being read
 
     def event(self, kind: str, data: Mapping[str, Any]) -> None:
         if self.json:
@@ -166,6 +167,11 @@ class Progress:
                 json.dumps({"event": kind, "at": time.time(), **data, **extra}, default=str) + "\n"
             )
             sys.stdout.flush()
+            return
+        if kind == "planning":
+            self.planning = None if data.get("complete") else int(data.get("planned") or 0)
+            if self.plain and data.get("complete"):
+                err_console.print(f"planning complete: {data.get('planned')} new jobs")
             return
         if kind == "unreachable":
             self.notice = (
@@ -194,7 +200,9 @@ class Progress:
         budget = f" / {fmt_credits(self.budget)}" if self.budget is not None else ""
         table.caption = (
             f"spent {fmt_credits(spent)}{budget} credits, {fmt_credits(flight)} in flight · "
-            f"{rate:.1f} done/min · ETA {eta}" + (f"\n{self.notice}" if self.notice else "")
+            f"{rate:.1f} done/min · ETA {eta}"
+            + (f"\nplanning the file: {self.planning} jobs so far" if self.planning is not None else "")
+            + (f"\n{self.notice}" if self.notice else "")
         )
         return table
 
@@ -215,10 +223,50 @@ def _event_line(kind: str, data: Mapping[str, Any]) -> str:
     return " ".join(parts)
 
 
+def _planner(
+    ledger: Ledger,
+    batch_id: str,
+    path: Path,
+    output_dir: str | None,
+    options: dict[str, Any] | None,
+    settings: Settings,
+) -> Planner:
+    """Plan the file into the ledger chunk by chunk while the batch runs (rows already there are
+    skipped, so this also continues a planning that was cut short). With `options`, the first chunk
+    writes them to the batch row; without, the batch keeps the ones it has."""
+    from kie.runner.plan import plan_into
+
+    saved = options if options is not None else dict((ledger.batch(batch_id) or {}).get("options") or {})
+
+    def plan(on_chunk: Callable[[int], None], stop: Callable[[], bool]) -> int:
+        return plan_into(
+            ledger,
+            batch_id,
+            path,
+            source=str(path),
+            output_dir=output_dir,
+            options=options,
+            default_model=saved.get("model"),
+            matrix_models=list(saved.get("matrix_models") or []),
+            overrides=settings.price_overrides,
+            allow_unknown_price=bool(saved.get("allow_unknown_price")),
+            on_chunk=on_chunk,
+            stop=stop,
+        )
+
+    return plan
+
+
 def _run(
-    ledger: Ledger, batch_id: str, options: RunOptions, sess: Session, json_: bool
+    ledger: Ledger,
+    batch_id: str,
+    options: RunOptions,
+    sess: Session,
+    json_: bool,
+    planner: Planner | None = None,
 ) -> tuple[RunResult, bool]:
-    """Run the batch; returns its result and whether Ctrl-C stopped it."""
+    """Run the batch (planning it meanwhile, with a `planner`); returns its result and whether Ctrl-C
+    stopped it."""
     from kie.runner.engine import BatchRunner
 
     progress = Progress(ledger, batch_id, options.max_credits, json_, sess)
@@ -228,7 +276,7 @@ def _run(
         nonlocal interrupted
         with _client(sess) as client:
             async with client:
-                runner = BatchRunner(ledger, client, batch_id, options, progress.event)
+                runner = BatchRunner(ledger, client, batch_id, options, progress.event, planner)
                 loop = asyncio.get_running_loop()
                 presses = 0
 
@@ -409,6 +457,7 @@ def batch_run(
             matrix_models=models if matrix else (),
             overrides=settings.price_overrides,
             allow_unknown_price=allow_unknown_price,
+            keep_jobs=False,
         )
     except KieError as exc:
         fail(exc)
@@ -416,7 +465,7 @@ def batch_run(
         print_problem(error.line, error.message)
     if plan.errors and not skip_invalid:
         fail(f"{len(plan.errors)} invalid rows; nothing was submitted. Fix them or pass --skip-invalid.")
-    if not plan.jobs:
+    if not plan.job_count:
         fail(f"{file} has no valid rows to submit; nothing was submitted.")
     if not json_:
         _print_plan(plan, settings)
@@ -424,7 +473,7 @@ def batch_run(
         if json_:
             print_json(
                 {
-                    "jobs": len(plan.jobs),
+                    "jobs": plan.job_count,
                     "credits": plan.known_credits,
                     "by_model": plan.credits_by_model,
                     "unknown_price_rows": plan.unknown_price_rows,
@@ -451,20 +500,17 @@ def batch_run(
             allow_unknown_price=allow_unknown_price,
             public_url=public_url,
         )
-        ledger.add_batch(
-            batch_id,
-            source=str(file.resolve()),
-            output_dir=str(options.output_dir),
-            options={
-                "max_credits": budget,
-                "concurrency": concurrency,
-                "rate": rate,
-                "allow_unknown_price": allow_unknown_price,
-                "public_url": public_url,
-            },
-            jobs=plan.jobs,
-        )
-        result, interrupted = _run(ledger, batch_id, options, sess, json_)
+        saved = {
+            "max_credits": budget,
+            "concurrency": concurrency,
+            "rate": rate,
+            "allow_unknown_price": allow_unknown_price,
+            "public_url": public_url,
+            "model": None if matrix else (models[0] if models else None),
+            "matrix_models": models if matrix else [],
+        }
+        planner = _planner(ledger, batch_id, file.resolve(), str(options.output_dir), saved, settings)
+        result, interrupted = _run(ledger, batch_id, options, sess, json_, planner)
     code, steps = outcome(result, interrupted)
     _report(result, batch_id, options, sess, json_, code, steps)
     raise typer.Exit(code)
@@ -516,7 +562,17 @@ def batch_resume(
                 options={**saved, "max_credits": options.max_credits, "public_url": hook},
                 jobs=[],
             )
-        result, interrupted = _run(ledger, batch_id, options, sess, json_)
+        planner = None
+        if batch["planned_at"] is None and batch["source"]:
+            source = Path(batch["source"])
+            if source.is_file():
+                planner = _planner(ledger, batch_id, source, batch["output_dir"], None, sess.settings)
+            else:
+                err_console.print(
+                    f"[yellow]The batch file {source} is gone, so its rows not yet planned are left out; "
+                    "put it back and resume again to plan them.[/]"
+                )
+        result, interrupted = _run(ledger, batch_id, options, sess, json_, planner)
     code, steps = outcome(result, interrupted)
     _report(result, batch_id, options, sess, json_, code, steps)
     raise typer.Exit(code)
@@ -546,6 +602,7 @@ def batch_status(
                 "balance_start": start,
                 "balance_end": end,
                 "paused": batch["paused_reason"],
+                "planning_complete": batch["planned_at"] is not None,
                 "source": batch["source"],
                 "output_dir": batch["output_dir"],
                 **({"sandbox": True} if sandbox else {}),
@@ -560,6 +617,8 @@ def batch_status(
             f"  account balance {fmt_credits(start)} → {fmt_credits(end)} "
             f"({fmt_credits(start - end)} fewer, including any other use of the account meanwhile)"
         )
+    if batch["planned_at"] is None:
+        console.print(f"  planning not complete: `kie batch resume {batch_id}` plans the rest of the file")
     if batch["paused_reason"]:
         console.print(f"  paused: {batch['paused_reason']} — continue with `kie batch resume {batch_id}`")
 

@@ -251,49 +251,59 @@ def read_batch(path: Path, *, default_model: str | None = None) -> ParsedBatch:
 
     Only a file that cannot be read, or holds no rows at all, raises (`ValidationError`, a `KieError`)."""
     batch = ParsedBatch()
+    for item in iter_batch(path, default_model=default_model):
+        if isinstance(item, RowError):
+            batch.errors.append(item)
+        else:
+            batch.rows.append(item)
+    return batch
+
+
+def iter_batch(path: Path, *, default_model: str | None = None) -> Iterator[Row | RowError]:
+    """`read_batch` as a stream, in file order: a huge file is never held in memory (only the ids
+    seen so far, to report a repeated one). Raises as `read_batch` does, when the stream ends."""
+    seen_ids: dict[str, int] = {}
+    any_row = False
     try:
-        rows = list(_raw_rows(path))
+        for line, raw in _raw_rows(path):
+            any_row = True
+            yield _parsed_row(line, raw, default_model, seen_ids)
     except OSError as exc:
         raise ValidationError(f"Cannot read batch file {path}: {exc.strerror}; check the path.") from exc
-    if not rows:
+    if not any_row:
         how = (
             "a header line and one row per task"
             if path.suffix.lower() == ".csv"
             else "one JSON object per line"
         )
         raise ValidationError(f"{path} has no rows; add {how}.")
-    seen_ids: dict[str, int] = {}
-    for line, raw in rows:
-        problem = _row_problem(raw)
-        if problem is not None:
-            batch.errors.append(RowError(line, problem))
-            continue
-        model = raw.get("model") or default_model
-        if not model:
-            batch.errors.append(RowError(line, "has no `model`; add one or pass --model"))
-            continue
-        if not isinstance(model, str):
-            batch.errors.append(RowError(line, "`model` must be a model id such as nano-banana-pro"))
-            continue
-        then, then_problem = _steps(raw.get("then"))
-        row_id, id_problem = _row_id(raw)
-        problem = then_problem or id_problem or _output_problem(raw.get("output"))
-        if problem is not None:
-            batch.errors.append(RowError(line, problem))
-            continue
-        nested = raw.get("input")
-        values = (
-            dict(nested)
-            if isinstance(nested, dict)
-            else {k: v for k, v in raw.items() if k not in RESERVED and v is not None}
-        )
-        if row_id is not None:
-            if row_id in seen_ids:
-                batch.errors.append(RowError(line, f"repeats id {row_id!r} from line {seen_ids[row_id]}"))
-                continue
-            seen_ids[row_id] = line
-        batch.rows.append(Row(line, model, values, row_id, raw.get("output"), then))
-    return batch
+
+
+def _parsed_row(line: int, raw: Any, default_model: str | None, seen_ids: dict[str, int]) -> Row | RowError:
+    problem = _row_problem(raw)
+    if problem is not None:
+        return RowError(line, problem)
+    model = raw.get("model") or default_model
+    if not model:
+        return RowError(line, "has no `model`; add one or pass --model")
+    if not isinstance(model, str):
+        return RowError(line, "`model` must be a model id such as nano-banana-pro")
+    then, then_problem = _steps(raw.get("then"))
+    row_id, id_problem = _row_id(raw)
+    problem = then_problem or id_problem or _output_problem(raw.get("output"))
+    if problem is not None:
+        return RowError(line, problem)
+    nested = raw.get("input")
+    values = (
+        dict(nested)
+        if isinstance(nested, dict)
+        else {k: v for k, v in raw.items() if k not in RESERVED and v is not None}
+    )
+    if row_id is not None:
+        if row_id in seen_ids:
+            return RowError(line, f"repeats id {row_id!r} from line {seen_ids[row_id]}")
+        seen_ids[row_id] = line
+    return Row(line, model, values, row_id, raw.get("output"), then)
 
 
 def _row_problem(raw: Any) -> str | None:

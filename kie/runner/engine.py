@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -57,6 +58,10 @@ from kie.store import (
 from kie.webhooks.receiver import callback_url
 
 EventHook = Callable[[str, Mapping[str, Any]], None]
+# Plans the batch's file into the ledger in a thread while the runner submits: called with a hook to
+# call after each committed chunk (with the jobs it added) and a question asked between chunks
+# (whether to stop); returns the jobs it added.
+Planner = Callable[[Callable[[int], None], Callable[[], bool]], int]
 
 
 @dataclass
@@ -109,6 +114,8 @@ class _State:
 
 
 DOWNLOADERS = 16
+READ_AHEAD = 64  # queued jobs whose rows are read in one query
+SLOTS_AHEAD = 8  # create slots reserved in the shared limiter at once
 
 
 class BatchRunner:
@@ -119,8 +126,15 @@ class BatchRunner:
         batch_id: str,
         options: RunOptions,
         on_event: EventHook | None = None,
+        planner: Planner | None = None,
     ) -> None:
         self.ledger = ledger
+        self.planner = planner
+        self._planning = False  # a planner is still adding the file's rows to the ledger
+        self._planned = 0
+        self._more_planned = asyncio.Event()
+        self._first_chunk = asyncio.Event()
+        self._ready_mark: tuple[Any, ...] | None = None
         self.client = client
         self.batch_id = batch_id
         self.options = options
@@ -140,6 +154,10 @@ class BatchRunner:
         # its coroutine, row and request (the peak memory of an unthrottled burst).
         self._sending = asyncio.Semaphore(client.max_connections)
         self.manifest_path = options.output_dir / MANIFEST
+        self._ahead: dict[str, Record] = {}
+        self._slots_ahead: deque[float] = deque()
+        # Whether the batch has pipeline steps: without any, finishing a job looks for no next step.
+        self._pipelines = True
         # The ledger's slots share the account pace between processes; the client's pacer enforces the
         # spacing again at departure. The 3 % margin absorbs jitter between here and Kie's clock: with
         # it, 1,000 creates against the sandbox's 20-per-10-s window drew no 429 (docs/benchmarks.md).
@@ -183,6 +201,9 @@ class BatchRunner:
     # -- the run ----------------------------------------------------------------------------------
     async def run(self) -> RunResult:
         self.options.output_dir.mkdir(parents=True, exist_ok=True)
+        planning = self._start_planning()
+        if planning is not None:  # the batch row comes with the first chunk: wait for it
+            await self._first_chunk.wait()
         expired = self.ledger.expire_leases(self.batch_id)
         if expired:
             self._emit("unknown", None, count=expired, reason="a previous run stopped while submitting")
@@ -195,15 +216,22 @@ class BatchRunner:
             background.append(self._spawn(self._sweep()))
         try:
             while True:
+                self._pipelines = self.ledger.has_steps(self.batch_id)
                 await self._adopt()
-                self._state.queue.extend(self.ledger.ready_ids(self.batch_id))
+                ready, self._ready_mark = self.ledger.ready_after(self.batch_id, None)
+                self._state.queue.extend(ready)
                 await self._submit_loop()
                 while self._state.busy:
                     self._idle.clear()
                     await self._idle.wait()
+                if self._planning and not self._stopping.is_set():
+                    continue
                 if self._stopping.is_set() or not await self._others_at_work():
                     break
         finally:
+            if planning is not None:
+                with contextlib.suppress(Exception):
+                    await planning
             self._watcher.close()
             for task in background:
                 task.cancel()
@@ -225,6 +253,53 @@ class BatchRunner:
             drop,
             self._state.stop_kind,
         )
+
+    def _start_planning(self) -> asyncio.Future[int] | None:
+        """Run the planner in a thread; each committed chunk wakes the submit loop."""
+        if self.planner is None:
+            return None
+        loop = asyncio.get_running_loop()
+        self._planning = True
+        self._emit("planning", None, planned=0, complete=False)
+
+        def chunk_done(added: int) -> None:
+            loop.call_soon_threadsafe(self._chunk_planned, added)
+
+        future = asyncio.ensure_future(asyncio.to_thread(self.planner, chunk_done, self._interrupted))
+        future.add_done_callback(self._planning_over)
+        return future
+
+    def _chunk_planned(self, added: int) -> None:
+        self._planned += added
+        self._more_planned.set()
+        self._first_chunk.set()
+        self._emit("planning", None, planned=self._planned, complete=False)
+
+    def _planning_over(self, future: asyncio.Future[int]) -> None:
+        self._planning = False
+        self._more_planned.set()
+        self._first_chunk.set()
+        error = None if future.cancelled() else future.exception()
+        if error is not None:
+            self.stop_submitting(f"planning the batch file stopped: {error}", STOP_KIE)
+            return
+        self._emit("planning", None, planned=self._planned, complete=not self._interrupted())
+
+    def _interrupted(self) -> bool:
+        """Only the user stops the planning (Ctrl-C): after a budget or a refusal the rest of the
+        file is still planned, so the paused batch holds all its rows."""
+        return self._state.stop_kind == STOP_INTERRUPTED
+
+    def _take_planned(self) -> bool:
+        """Queue the jobs planned since the last look; True when there were any."""
+        if not self._more_planned.is_set():
+            return False
+        self._more_planned.clear()
+        ready, self._ready_mark = self.ledger.ready_after(self.batch_id, self._ready_mark)
+        if ready and not self._pipelines:
+            self._pipelines = self.ledger.has_steps(self.batch_id)
+        self._state.queue.extend(ready)
+        return bool(ready)
 
     async def _adopt(self) -> None:
         """Take on the batch's running and succeeded jobs that nobody in this process is handling:
@@ -282,9 +357,14 @@ class BatchRunner:
     async def _submit_loop(self) -> None:
         while not self._stopping.is_set():
             if not self._state.queue:
-                if not self._state.busy:
+                if self._take_planned():
+                    continue
+                if not self._state.busy and not self._planning:
                     return
-                await asyncio.sleep(0.05)
+                # Wake for a newly planned chunk at once; otherwise look again shortly (a pipeline
+                # step or a retry may have been queued meanwhile).
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._more_planned.wait(), 0.05)
                 continue
             await self._take_slot()
             backoff = self._state.resume_at - time.monotonic()
@@ -295,15 +375,35 @@ class BatchRunner:
                 self._free_slot()
                 return
             job_id = self._state.queue.popleft()
-            job = self.ledger.job(job_id)
+            job = self._next_row(job_id)
             if job is None or job["state"] != PENDING:
                 self._free_slot()
                 continue
-            wait = self.ledger.reserve_slot(self.options.limiter_name, self.pace)
+            wait = self._next_slot()
             if wait > 0:
                 await asyncio.sleep(wait)
             await self._sending.acquire()
             self._spawn(self._submit(job)).add_done_callback(lambda _: self._sending.release())
+
+    def _next_row(self, job_id: str) -> Record | None:
+        """The queued job's row, read with the next few in one query. A row read ahead may be stale;
+        the claim is a compare-and-set that rereads it then, so staleness costs nothing but a read."""
+        ahead = self._ahead
+        if job_id not in ahead:
+            ahead.clear()
+            wanted = [job_id, *itertools.islice(self._state.queue, READ_AHEAD - 1)]
+            ahead.update(self.ledger.jobs_by_ids(wanted))
+        return ahead.pop(job_id, None)
+
+    def _next_slot(self) -> float:
+        """Seconds until this create's slot. Slots are reserved in the shared limiter a few at a time
+        (as many as jobs are queued, at most SLOTS_AHEAD), each `pace` after the one before."""
+        now = time.monotonic()
+        if not self._slots_ahead:
+            count = max(1, min(SLOTS_AHEAD, len(self._state.queue) + 1))
+            first = now + self.ledger.reserve_slot(self.options.limiter_name, self.pace, count)
+            self._slots_ahead.extend(first + n * self.pace for n in range(count))
+        return max(0.0, self._slots_ahead.popleft() - now)
 
     # -- one job --------------------------------------------------------------------------------------
     async def _submit(self, job: Record) -> None:
@@ -333,7 +433,7 @@ class BatchRunner:
             if self._stopping.is_set():
                 raise _NotSent("stopped before departure")
             claimed = self.ledger.claim_for_submit(
-                job["id"], self.options.lease_seconds, values, budget=self.options.max_credits
+                job["id"], self.options.lease_seconds, values, budget=self.options.max_credits, job=job
             )
             if claimed is None:
                 raise _NotSent("claimed by another worker")
@@ -367,12 +467,12 @@ class BatchRunner:
             return
         claimed = held[0]
         self._reachable()
-        if not self.ledger.mark_running(claimed, created.task_id):
+        running = self.ledger.mark_running(claimed, created.task_id)
+        if running is None:
             # The lease was taken from us (e.g. judged crashed): the task id is the first evidence.
-            self.ledger.transition(
+            running = self.ledger.move(
                 job["id"], UNKNOWN, RUNNING, {"late_task_id": created.task_id}, task_id=created.task_id
-            )
-        running = self.ledger.job(job["id"])
+            ) or self.ledger.job(job["id"])
         assert running is not None
         self._emit("running", running)
         if created.status is not None:
@@ -499,9 +599,17 @@ class BatchRunner:
         """Finish one job; False when another process holds its download and this run (in webhook
         mode) should keep its slot until that process is done."""
         done: Finished = await self.client.run(
-            finish(self.ledger, job_id, status, output_dir=self.options.output_dir, via="poll")
+            finish(
+                self.ledger,
+                job_id,
+                status,
+                output_dir=self.options.output_dir,
+                via="poll",
+                pipelines=self._pipelines,
+                batch_id=self.batch_id,
+            )
         )
-        job = self.ledger.job(job_id)
+        job = done.job
         if done.error is not None:
             self._gave_up.add(job_id)
             self._emit("download_failed", job, error=str(done.error))
@@ -543,8 +651,9 @@ class BatchRunner:
             del self._settling[job_id]
             if state == DONE and job is not None:
                 self._emit("done", job, via="callback")
-                ready = [c["id"] for c in self.ledger.children_of(job_id, states=[PENDING])]
-                self._state.queue.extendleft(reversed(ready))
+                if self._pipelines:
+                    ready = [c["id"] for c in self.ledger.children_of(job_id, states=[PENDING])]
+                    self._state.queue.extendleft(reversed(ready))
             elif state == FAILED and job is not None:
                 self._emit("failed", job, error=job["error_message"])
             self._free_slot()

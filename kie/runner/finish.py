@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,23 +44,33 @@ class Finished:
     saved: list[SavedFile] = field(default_factory=list)
     children: list[str] = field(default_factory=list)
     error: KieError | None = None
+    job: Record | None = None  # the job's row as this call left it
 
 
 def record(ledger: Ledger, job_id: str, status: TaskStatus, via: str) -> bool:
     """Record Kie's terminal verdict on a running job (a compare-and-set: the first news wins)."""
+    return _record(ledger, job_id, status, via, claim=False) is not None
+
+
+def _record(ledger: Ledger, job_id: str, status: TaskStatus, via: str, *, claim: bool) -> Record | None:
+    """The moved row, or None when the job was not running. With `claim`, a success also makes this
+    process its downloader in the same write: whoever records the result saves it."""
     if status.state is TaskState.SUCCEEDED:
-        return ledger.transition(
+        now = time.time()
+        download = {"download_owner": ledger.owner, "download_until": now + DOWNLOAD_LEASE} if claim else {}
+        return ledger.move(
             job_id,
             RUNNING,
             SUCCEEDED,
             {"via": via, "cost_time": status.cost_time},
             result_urls=list(status.result_urls),
             cost_time=status.cost_time,
-            completed_at=time.time(),
+            completed_at=now,
             actual_credits=status.credits_consumed,
+            **download,
         )
     if status.state is TaskState.FAILED:
-        return ledger.transition(
+        return ledger.move(
             job_id,
             RUNNING,
             FAILED,
@@ -68,7 +79,7 @@ def record(ledger: Ledger, job_id: str, status: TaskStatus, via: str) -> bool:
             error_message=status.fail_msg,
             completed_at=time.time(),
         )
-    return False
+    return None
 
 
 def stem_for(job: Record) -> str:
@@ -95,27 +106,35 @@ def finish(
     output_dir: Path,
     via: str,
     pipelines: bool = True,
+    batch_id: str | None = None,
 ) -> Flow:
     """End a job with its terminal `status`; returns `Finished`. Safe to call from several processes
-    and for duplicate news: only the claimant of the download saves, and every write is fenced."""
-    record(ledger, job_id, status, via)
-    job = ledger.job(job_id)
+    and for duplicate news: only the claimant of the download saves, and every write is fenced.
+
+    `batch_id` names the batch whose folder `output_dir` already is (the batch engine's own), which
+    saves looking the folder up per job; `pipelines=False` says the batch has no later steps."""
+    moved = _record(ledger, job_id, status, via, claim=True)
+    job = moved if moved is not None else ledger.job(job_id)
     if job is None:
         return Finished(job_id, "missing")
+    known = batch_id is not None and job["batch_id"] == batch_id
     if job["state"] == FAILED:
-        append_manifest(ledger, job, output_dir_for(ledger, job, output_dir))
-        return Finished(job_id, FAILED)
+        append_manifest(
+            ledger, job, output_dir if known else output_dir_for(ledger, job, output_dir), files=[]
+        )
+        return Finished(job_id, FAILED, job=job)
     if job["state"] != SUCCEEDED:
-        return Finished(job_id, job["state"])
-    claimed = ledger.claim_download(job_id, DOWNLOAD_LEASE)
+        return Finished(job_id, job["state"], job=job)
+    claimed = job if moved is not None else ledger.claim_download(job_id, DOWNLOAD_LEASE)
     if claimed is None:  # another process is saving it, or already has
-        return Finished(job_id, SUCCEEDED)
-    folder = output_dir_for(ledger, claimed, output_dir)
+        return Finished(job_id, SUCCEEDED, job=job)
+    folder = output_dir if known else output_dir_for(ledger, claimed, output_dir)
     result = status if status.result_urls or status.extra else _status_of(claimed)
     try:
         stem = ledger.claim_stem(job_id, str(folder), stem_for(claimed))
         saved: list[SavedFile] = yield from flows.download(result, folder, stem)
-        ledger.record_files(job_id, [_file_row(s) for s in saved])
+        rows = [_file_row(s) for s in saved]
+        ledger.record_files(job_id, rows)
     except (KieError, OSError) as exc:
         ledger.release_download(job_id)
         error = (
@@ -123,14 +142,17 @@ def finish(
             if isinstance(exc, KieError)
             else KieError(f"Saving task {result.task_id}'s files failed: {exc}")
         )
-        return Finished(job_id, SUCCEEDED, error=error)
+        return Finished(job_id, SUCCEEDED, error=error, job=claimed)
     # The next steps get their input before this one counts as done: whoever sees it done may submit
     # them at once, and a crash in between only repeats this idempotent hand-over.
     children = release_children(ledger, claimed) if pipelines and claimed["batch_id"] else []
-    ledger.transition(job_id, SUCCEEDED, DONE, {"files": len(saved), "via": via}, downloaded_at=time.time())
-    done = ledger.job(job_id) or claimed
-    append_manifest(ledger, done, folder)
-    return Finished(job_id, DONE, saved, children)
+    done = ledger.move(job_id, SUCCEEDED, DONE, {"files": len(saved), "via": via}, downloaded_at=time.time())
+    if done is None:  # finished meanwhile by another process: its row is the one to report
+        done = ledger.job(job_id) or claimed
+        append_manifest(ledger, done, folder)
+    else:
+        append_manifest(ledger, done, folder, files=rows)
+    return Finished(job_id, DONE, saved, children, job=done)
 
 
 def _status_of(job: Record) -> TaskStatus:
@@ -180,9 +202,24 @@ def first_media_field(spec: ModelSpec) -> str | None:
 
 # -- the manifest ---------------------------------------------------------------------------------------
 MANIFEST_STATES = (DONE, FAILED, REJECTED, UNKNOWN)
+# What a manifest line shows of a job and its files: read nothing else for a batch's manifest.
+MANIFEST_COLUMNS = (
+    "row_key",
+    "step",
+    "id",
+    "model",
+    "task_id",
+    "state",
+    "actual_credits",
+    "estimated_credits",
+    "error_message",
+    "path",
+    "sha256",
+    "size",
+)
 
 
-def manifest_row(job: Record, files: list[Record]) -> dict[str, Any]:
+def manifest_row(job: Record, files: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return {
         "row": job["row_key"],
         "step": job["step"],
@@ -196,12 +233,16 @@ def manifest_row(job: Record, files: list[Record]) -> dict[str, Any]:
     }
 
 
-def append_manifest(ledger: Ledger, job: Record, folder: Path) -> None:
+def append_manifest(
+    ledger: Ledger, job: Record, folder: Path, files: Sequence[Mapping[str, Any]] | None = None
+) -> None:
     """One line per finished batch job, written with a single append so that lines from several
-    processes never interleave."""
+    processes never interleave. `files` are the job's file rows when the caller has them in hand."""
     if not job["batch_id"]:
         return
-    line = json.dumps(manifest_row(job, ledger.files_of(job["id"]))) + "\n"
+    line = (
+        json.dumps(manifest_row(job, list(files) if files is not None else ledger.files_of(job["id"]))) + "\n"
+    )
     folder.mkdir(parents=True, exist_ok=True)
     fd = os.open(folder / MANIFEST, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
@@ -217,7 +258,9 @@ def write_manifest(ledger: Ledger, batch_id: str, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{MANIFEST}.{os.getpid()}.tmp"
     with tmp.open("w", encoding="utf-8") as handle:
-        for job, files in ledger.iter_jobs(batch_id=batch_id, states=list(MANIFEST_STATES)):
+        for job, files in ledger.iter_jobs(
+            batch_id=batch_id, states=list(MANIFEST_STATES), page=2000, columns=MANIFEST_COLUMNS
+        ):
             handle.write(json.dumps(manifest_row(job, files)) + "\n")
     tmp.replace(path)
     return path

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +21,10 @@ from typing import Any
 from kie import catalog
 from kie.catalog.spec import ModelSpec, PriceRule
 from kie.errors import KieError
-from kie.runner.batchfile import Row, RowError, read_batch
-from kie.store import NewJob
+from kie.runner.batchfile import Row, RowError, iter_batch
+from kie.store import Ledger, NewJob
+
+CHUNK = 1000  # jobs planned, and committed, at a time
 
 
 @dataclass
@@ -33,10 +35,25 @@ class Plan:
     credits_by_model: dict[str, float] = field(default_factory=dict)
     rows_by_model: dict[str, int] = field(default_factory=dict)
     unknown_by_model: dict[str, int] = field(default_factory=dict)
+    # How many jobs the plan holds, also when it was made without keeping them (`keep_jobs=False`).
+    job_count: int = 0
 
     @property
     def known_credits(self) -> float:
         return sum(self.credits_by_model.values())
+
+    def add(self, chunk: Plan) -> None:
+        """Fold a chunk's jobs, errors and totals into this plan."""
+        self.jobs.extend(chunk.jobs)
+        self.errors.extend(chunk.errors)
+        self.unknown_price_rows.extend(chunk.unknown_price_rows)
+        self.job_count += chunk.job_count
+        for model, credits in chunk.credits_by_model.items():
+            self.credits_by_model[model] = self.credits_by_model.get(model, 0.0) + credits
+        for model, count in chunk.rows_by_model.items():
+            self.rows_by_model[model] = self.rows_by_model.get(model, 0) + count
+        for model, count in chunk.unknown_by_model.items():
+            self.unknown_by_model[model] = self.unknown_by_model.get(model, 0) + count
 
 
 def batch_id_for(path: Path) -> str:
@@ -44,12 +61,9 @@ def batch_id_for(path: Path) -> str:
     return "b-" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:10]
 
 
-def _matrix(rows: Sequence[Row], models: Sequence[str]) -> list[Row]:
-    out = []
-    for row in rows:
-        for model in models:
-            out.append(Row(row.line, model, dict(row.input), f"{row.key}@{model}", row.output, row.then))
-    return out
+def _matrix(row: Row, models: Sequence[str]) -> Iterator[Row]:
+    for model in models:
+        yield Row(row.line, model, dict(row.input), f"{row.key}@{model}", row.output, row.then)
 
 
 def plan_batch(
@@ -59,42 +73,129 @@ def plan_batch(
     matrix_models: Sequence[str] = (),
     overrides: Mapping[str, PriceRule] | None = None,
     allow_unknown_price: bool = False,
+    keep_jobs: bool = True,
 ) -> Plan:
     """Every row's jobs, validated and priced; `kie batch run --dry-run` and `kie cost --file` both show
-    this, so the two always agree."""
-    parsed = read_batch(path, default_model=default_model)
-    plan = Plan(errors=list(parsed.errors))
-    rows = _matrix(parsed.rows, matrix_models) if matrix_models else parsed.rows
-    base = path.resolve().parent
-    for row in rows:
-        try:
-            jobs = _row_jobs(row, overrides or {}, base=base)
-        except KieError as exc:
-            plan.errors.append(RowError(row.line, str(exc)))
-            continue
-        unknown = [j for j in jobs if j.estimated_credits is None]
-        if unknown and not allow_unknown_price:
-            models = ", ".join(sorted({j.model for j in unknown}))
-            plan.errors.append(
-                RowError(
-                    row.line,
-                    f"has no known price ({models}); add a price in the config's [prices] table or pass "
-                    "--allow-unknown-price",
-                )
-            )
-            continue
-        if unknown:
-            plan.unknown_price_rows.append(row.line)
-        plan.jobs.extend(jobs)
-        for job in jobs:
-            plan.rows_by_model[job.model] = plan.rows_by_model.get(job.model, 0) + 1
-            plan.credits_by_model[job.model] = plan.credits_by_model.get(job.model, 0.0) + (
-                job.estimated_credits or 0.0
-            )
-            if job.estimated_credits is None:
-                plan.unknown_by_model[job.model] = plan.unknown_by_model.get(job.model, 0) + 1
+    this, so the two always agree. With `keep_jobs=False` only the totals and errors are kept: the
+    fast pass over a huge file that finds every problem before anything is written or sent."""
+    plan = Plan()
+    for chunk in plan_chunks(
+        path,
+        default_model=default_model,
+        matrix_models=matrix_models,
+        overrides=overrides,
+        allow_unknown_price=allow_unknown_price,
+    ):
+        if not keep_jobs:
+            chunk.jobs = []
+        plan.add(chunk)
     plan.errors.sort(key=lambda e: e.line)
     return plan
+
+
+def plan_chunks(
+    path: Path,
+    *,
+    default_model: str | None = None,
+    matrix_models: Sequence[str] = (),
+    overrides: Mapping[str, PriceRule] | None = None,
+    allow_unknown_price: bool = False,
+    chunk: int = CHUNK,
+) -> Iterator[Plan]:
+    """The plan in file order, a chunk of about `chunk` jobs at a time (with the errors of its rows),
+    so planning a huge file holds one chunk in memory, never the whole file."""
+    base = path.resolve().parent
+    current = Plan()
+    for item in iter_batch(path, default_model=default_model):
+        if isinstance(item, RowError):
+            current.errors.append(item)
+            continue
+        for row in _matrix(item, matrix_models) if matrix_models else (item,):
+            _plan_row(current, row, overrides or {}, base, allow_unknown_price)
+        if current.job_count >= chunk:
+            yield current
+            current = Plan()
+    if current.job_count or current.errors:
+        yield current
+
+
+def _plan_row(
+    plan: Plan, row: Row, overrides: Mapping[str, PriceRule], base: Path, allow_unknown_price: bool
+) -> None:
+    try:
+        jobs = _row_jobs(row, overrides, base=base)
+    except KieError as exc:
+        plan.errors.append(RowError(row.line, str(exc)))
+        return
+    unknown = [j for j in jobs if j.estimated_credits is None]
+    if unknown and not allow_unknown_price:
+        models = ", ".join(sorted({j.model for j in unknown}))
+        plan.errors.append(
+            RowError(
+                row.line,
+                f"has no known price ({models}); add a price in the config's [prices] table or pass "
+                "--allow-unknown-price",
+            )
+        )
+        return
+    if unknown:
+        plan.unknown_price_rows.append(row.line)
+    plan.jobs.extend(jobs)
+    plan.job_count += len(jobs)
+    for job in jobs:
+        plan.rows_by_model[job.model] = plan.rows_by_model.get(job.model, 0) + 1
+        plan.credits_by_model[job.model] = plan.credits_by_model.get(job.model, 0.0) + (
+            job.estimated_credits or 0.0
+        )
+        if job.estimated_credits is None:
+            plan.unknown_by_model[job.model] = plan.unknown_by_model.get(job.model, 0) + 1
+
+
+def plan_into(
+    ledger: Ledger,
+    batch_id: str,
+    path: Path,
+    *,
+    source: str | None,
+    output_dir: str | None,
+    options: dict[str, Any] | None,
+    default_model: str | None = None,
+    matrix_models: Sequence[str] = (),
+    overrides: Mapping[str, PriceRule] | None = None,
+    allow_unknown_price: bool = False,
+    on_chunk: Callable[[int], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> int:
+    """Plan the file into the ledger a chunk at a time, each chunk its own transaction (rows already
+    there are skipped, so this also carries on a planning that was cut short), then mark the batch
+    planned. Invalid rows are skipped: the caller has reported them. `on_chunk` hears how many jobs
+    each committed chunk added; `stop` is asked between chunks. Returns the jobs added."""
+    added = 0
+    first = True
+    for chunk in plan_chunks(
+        path,
+        default_model=default_model,
+        matrix_models=matrix_models,
+        overrides=overrides,
+        allow_unknown_price=allow_unknown_price,
+    ):
+        if stop is not None and stop():
+            return added
+        new = ledger.add_jobs_chunked(
+            batch_id,
+            chunk.jobs,
+            source=source,
+            output_dir=output_dir,
+            options=options if first else None,
+            chunk=max(1, len(chunk.jobs)),
+            planning=first,
+        )
+        first = False
+        added += new
+        if on_chunk is not None:
+            on_chunk(new)
+    ledger.mark_planned(batch_id)
+    return added
 
 
 def _absolute(value: Any, base: Path) -> Any:

@@ -36,17 +36,20 @@ from sqlalchemy import (
     Engine,
     Select,
     Text,
-    and_,
     bindparam,
+    case,
     create_engine,
     delete,
     event,
+    exists,
     func,
     insert,
     inspect,
+    literal_column,
     or_,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.engine import Connection, Result, make_url
@@ -79,21 +82,126 @@ def _select_jobs(batch_id: str | None, states: Iterable[str] | None) -> Select[A
     return query
 
 
+def _order_key(job: Record) -> tuple[Any, ...]:
+    """A job's place in `_ROW_ORDER`, as keyset pages compare it."""
+    return (job["created_at"], -1 if job["row_line"] is None else job["row_line"], job["step"], job["id"])
+
+
 def _first(result: Result[Any]) -> Record | None:
     row = result.mappings().first()
     return None if row is None else dict(row)
 
 
 def _all(result: Result[Any]) -> list[Record]:
-    return [dict(row) for row in result.mappings()]
+    # The keys once per result (a mapping per row looks them up again), the rows in one fetch.
+    keys = list(result.keys())
+    return [dict(zip(keys, row, strict=True)) for row in result.all()]
 
 
 # File order: the batch's rows as written, each row's steps in turn (the id breaks ties, so pages are stable).
-_ROW_ORDER = (jobs.c.created_at, jobs.c.row_line, jobs.c.step, jobs.c.id)
+# The missing line of a job outside a batch sorts first, written the way the order index is.
+_ROW_ORDER = (
+    jobs.c.created_at,
+    func.coalesce(jobs.c.row_line, literal_column("-1")),
+    jobs.c.step,
+    jobs.c.id,
+)
 
 # What a job costs for budgeting: Kie's reported credits when known, else the estimate.
 _COST = func.coalesce(jobs.c.actual_credits, jobs.c.estimated_credits, 0.0)
 _COMMITTED = ("submitting", "running", "succeeded", "done", "unknown")
+
+# Statements of the hot path, built once: each call only binds its values. (SQLAlchemy caches the
+# compiled SQL either way; building a construct per call still cost more CPU than the query itself.)
+_BY_ID = select(jobs).where(jobs.c.id == bindparam("b_id"))
+_BY_IDS = select(jobs).where(jobs.c.id.in_(bindparam("b_ids", expanding=True)))
+_EVENT = insert(events).values(
+    job_id=bindparam("e_job"),
+    at=bindparam("e_at"),
+    from_state=bindparam("e_from"),
+    to_state=bindparam("e_to"),
+    detail=bindparam("e_detail", type_=events.c.detail.type),
+)
+_SLOT = (
+    update(limiters)
+    .where(limiters.c.name == bindparam("b_name"))
+    .values(
+        next_at=case((limiters.c.next_at > bindparam("b_now"), limiters.c.next_at), else_=bindparam("b_now"))
+        + bindparam("b_span")
+    )
+    .returning(limiters.c.next_at)
+)
+_FREE_DOWNLOAD = or_(jobs.c.download_owner.is_(None), jobs.c.download_until < bindparam("b_now"))
+_CLAIM_DOWNLOAD = (
+    update(jobs)
+    .where(
+        jobs.c.id == bindparam("b_id"),
+        jobs.c.state == SUCCEEDED,
+        or_(_FREE_DOWNLOAD, jobs.c.download_owner == bindparam("b_dead")),
+    )
+    .values(download_owner=bindparam("b_owner"), download_until=bindparam("b_until"))
+    .returning(*jobs.c)
+)
+_STEM = insert(stems).values(
+    directory=bindparam("b_dir"),
+    stem=bindparam("b_stem"),
+    job_id=bindparam("b_id"),
+    created_at=bindparam("b_at"),
+)
+_other_file = select(files.c.id).where(
+    files.c.path == bindparam("f_path", type_=files.c.path.type), files.c.job_id != bindparam("f_job")
+)
+_same_file = select(files.c.id).where(files.c.job_id == bindparam("f_job"), files.c.idx == bindparam("f_idx"))
+# One file row, written only when no other job holds its path and this job lacks that index: the
+# check and the write are one statement.
+_FILE = insert(files).from_select(
+    ["job_id", "idx", "url", "path", "size", "sha256", "content_type"],
+    select(
+        bindparam("f_job", type_=files.c.job_id.type),
+        bindparam("f_idx", type_=files.c.idx.type),
+        bindparam("f_url", type_=files.c.url.type),
+        bindparam("f_path", type_=files.c.path.type),
+        bindparam("f_size", type_=files.c.size.type),
+        bindparam("f_sha", type_=files.c.sha256.type),
+        bindparam("f_type", type_=files.c.content_type.type),
+    ).where(~exists(_other_file), ~exists(_same_file)),
+)
+_HAS_STEPS = select(jobs.c.id).where(jobs.c.batch_id == bindparam("b_batch"), jobs.c.step > 0).limit(1)
+# Compare-and-set statements by (dialect, fenced on claim_seq, the columns set): a handful per process.
+_MOVES: dict[tuple[str, bool, frozenset[str]], Any] = {}
+
+
+def _move_statement(dialect: str, fenced: bool, keys: frozenset[str]) -> Any:
+    """`UPDATE … WHERE id, state (and claim_seq) … RETURNING *`; on PostgreSQL with its event inserted
+    by the same statement (a data-modifying CTE), so a transition is one round trip."""
+    found = _MOVES.get((dialect, fenced, keys))
+    if found is not None:
+        return found
+    where = [jobs.c.id == bindparam("b_id"), jobs.c.state == bindparam("b_old")]
+    if fenced:
+        where.append(jobs.c.claim_seq == bindparam("b_seq"))
+    moving = (
+        update(jobs)
+        .where(*where)
+        .values({key: bindparam(f"v_{key}", type_=jobs.c[key].type) for key in sorted(keys)})
+        .returning(*jobs.c)
+    )
+    statement: Any = moving
+    if dialect == "postgresql":
+        moved = moving.cte("moved")
+        logged = insert(events).from_select(
+            ["job_id", "at", "from_state", "to_state", "detail"],
+            select(
+                moved.c.id,
+                bindparam("e_at", type_=events.c.at.type),
+                bindparam("b_old", type_=events.c.from_state.type),
+                moved.c.state,
+                bindparam("e_detail", type_=events.c.detail.type),
+            ),
+        )
+        statement = select(moved).add_cte(logged.cte("logged"))
+    _MOVES[(dialect, fenced, keys)] = statement
+    return statement
 
 
 def canonical(values: Mapping[str, Any]) -> str:
@@ -131,12 +239,14 @@ def _sqlite_pragmas(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         mode = connection.get_execution_options().get(_BEGIN_OPTION, "IMMEDIATE")
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        # Straight to the driver: a BEGIN per transaction through SQLAlchemy's execution machinery
+        # cost more CPU than the statements it opened.
+        connection.connection.driver_connection.execute(f"BEGIN {mode}")  # type: ignore[union-attr]
 
 
 # The newest migration in `migrations/versions/`; a test checks it against alembic's own idea of head.
 # Knowing it here lets an up-to-date ledger open without importing alembic at all.
-HEAD = "0004"
+HEAD = "0005"
 _VERSION_TABLE = "kie_alembic_version"
 _BEGIN_OPTION = "kie_sqlite_begin"
 # PostgreSQL advisory lock keys (any constants unique to kie): one for migrations, one for file paths.
@@ -171,7 +281,8 @@ def _open_engine(url: str) -> Engine:
                 f"The folder {folder} for the job store does not exist; create it or fix KIE_STORE_URL."
             )
     try:
-        return create_engine(url, pool_pre_ping=True)
+        # A file needs no liveness check per checkout; a server may have restarted since.
+        return create_engine(url, pool_pre_ping=parsed.get_backend_name() != "sqlite")
     except NoSuchModuleError:
         raise ConfigurationError(
             f"The job store URL {shown} has an unknown scheme {parsed.drivername!r}; use {_STORE_EXAMPLES} "
@@ -296,6 +407,17 @@ class Ledger:
             _upsert_batch(c, batch_id, source, output_dir, options)
             return self._insert_jobs(c, batch_id, jobs)[0]
 
+    def mark_planned(self, batch_id: str) -> None:
+        """Every row of the batch's file is in the ledger: `kie batch resume` has nothing left to plan.
+
+        On PostgreSQL the jobs table's statistics are refreshed too: planned moments ago, a big batch
+        is still unknown to the planner, which then sorts the whole batch for every manifest page
+        instead of walking the order index."""
+        with self.engine.begin() as c:
+            c.execute(update(batches).where(batches.c.id == batch_id).values(planned_at=time.time()))
+            if c.dialect.name == "postgresql":
+                c.execute(text(f"ANALYZE {jobs.name}"))
+
     def record_balance(self, batch_id: str, balance: float) -> None:
         """Note the account balance: the first reading of a batch is kept, the latest is updated."""
         with self.engine.begin() as c:
@@ -328,11 +450,13 @@ class Ledger:
         source: str | None = None,
         output_dir: str | None = None,
         options: dict[str, Any] | None = None,
+        planning: bool = False,
     ) -> int:
         """Insert a stream of jobs, committing every `chunk` jobs, so planning a huge file never holds
         it all in memory or in one transaction. The batch row is written in the first chunk's
         transaction (updated when `options` is given, else only created if missing), so no committed
-        state has a batch without jobs. Returns how many jobs were new."""
+        state has a batch without jobs. With `planning`, that transaction also marks the batch as
+        being planned (see `mark_planned`). Returns how many jobs were new."""
         added = 0
         first = True
         pending: list[NewJob] = []
@@ -340,7 +464,7 @@ class Ledger:
         def flush() -> int:
             with self.engine.begin() as c:
                 if first:
-                    _upsert_batch(c, batch_id, source, output_dir, options)
+                    _upsert_batch(c, batch_id, source, output_dir, options, planning=planning)
                 return self._insert_jobs(c, batch_id, pending)[1]
 
         for job in new_jobs:
@@ -432,27 +556,56 @@ class Ledger:
             return _all(c.execute(query))
 
     def iter_jobs(
-        self, *, batch_id: str, states: Iterable[str] | None = None, page: int = 500
+        self,
+        *,
+        batch_id: str,
+        states: Iterable[str] | None = None,
+        page: int = 500,
+        columns: Sequence[str] | None = None,
     ) -> Iterator[tuple[Record, list[Record]]]:
         """Each job of a batch with its files, read a page at a time: a 100,000-row batch never sits
-        in memory at once."""
-        query = _select_jobs(batch_id, states)
-        offset = 0
+        in memory at once. Pages follow the row order from the last row seen (keyset), walking the
+        batch's order index, so reading the whole batch stays linear in its size. `columns` limits
+        the job's and its files' fields to those named (the manifest needs few, and no JSON input)."""
+        query = _select_jobs(batch_id, states).limit(page)
+        file_columns: list[Any] = [files]
+        if columns is not None:
+            wanted = dict.fromkeys([*columns, "id", "created_at", "row_line", "step"])
+            query = query.with_only_columns(*(jobs.c[name] for name in wanted if name in jobs.c))
+            file_columns = [c for c in files.c if c.name in {*columns, "job_id", "idx"}]
+        after: tuple[Any, ...] | None = None
         while True:
+            current = query if after is None else query.where(tuple_(*_ROW_ORDER) > tuple_(*after))
             with self._read() as c:
-                batch = _all(c.execute(query.offset(offset).limit(page)))
+                batch = _all(c.execute(current))
                 ids = [job["id"] for job in batch]
                 owned: dict[str, list[Record]] = {i: [] for i in ids}
-                for item in _all(
-                    c.execute(
-                        select(files).where(files.c.job_id.in_(ids)).order_by(files.c.job_id, files.c.idx)
-                    )
-                ):
-                    owned[item["job_id"]].append(item)
+                if ids:
+                    for item in _all(
+                        c.execute(
+                            select(*file_columns)
+                            .where(files.c.job_id.in_(ids))
+                            .order_by(files.c.job_id, files.c.idx)
+                        )
+                    ):
+                        owned[item["job_id"]].append(item)
             yield from ((job, owned[job["id"]]) for job in batch)
             if len(batch) < page:
                 return
-            offset += page
+            after = _order_key(batch[-1])
+
+    def jobs_by_ids(self, ids: Sequence[str]) -> dict[str, Record]:
+        """Several jobs in one query (the runner reads its next creates ahead, a handful at a time)."""
+        if not ids:
+            return {}
+        with self._read() as c:
+            return {row["id"]: row for row in _all(c.execute(_BY_IDS, {"b_ids": list(ids)}))}
+
+    def has_steps(self, batch_id: str) -> bool:
+        """Whether any job of the batch is a pipeline step: without one, finishing a job skips the
+        look-up of its next steps."""
+        with self._read() as c:
+            return c.execute(_HAS_STEPS, {"b_batch": batch_id}).first() is not None
 
     def ready_ids(self, batch_id: str) -> list[str]:
         """Pending jobs that can be submitted now: first steps, and steps whose parent is done."""
@@ -469,6 +622,31 @@ class Ledger:
         )
         with self._read() as c:
             return list(c.execute(query).scalars())
+
+    def ready_after(
+        self, batch_id: str, after: tuple[Any, ...] | None
+    ) -> tuple[list[str], tuple[Any, ...] | None]:
+        """`ready_ids` past the row order key `after` (None: from the start), and the key of the last
+        one: a runner picks up the jobs planned since it last looked without reading the batch again."""
+        parent = jobs.alias("parent")
+        query = (
+            select(jobs.c.id, *_ROW_ORDER[:-1])
+            .outerjoin(parent, parent.c.id == jobs.c.parent_job_id)
+            .where(
+                jobs.c.batch_id == batch_id,
+                jobs.c.state == PENDING,
+                (jobs.c.parent_job_id.is_(None)) | (parent.c.state == DONE),
+            )
+            .order_by(*_ROW_ORDER)
+        )
+        if after is not None:
+            query = query.where(tuple_(*_ROW_ORDER) > tuple_(*after))
+        with self._read() as c:
+            found = c.execute(query).all()
+        if not found:
+            return [], after
+        last = found[-1]
+        return [row[0] for row in found], (last[1], last[2], last[3], last[0])
 
     def last_event_id(self) -> int:
         with self._read() as c:
@@ -519,8 +697,35 @@ class Ledger:
         self, c: Connection, job_id: str, old: str | None, new: str, detail: dict[str, Any] | None = None
     ) -> None:
         c.execute(
-            insert(events).values(job_id=job_id, at=time.time(), from_state=old, to_state=new, detail=detail)
+            _EVENT, {"e_job": job_id, "e_at": time.time(), "e_from": old, "e_to": new, "e_detail": detail}
         )
+
+    def _cas(
+        self,
+        c: Connection,
+        job_id: str,
+        old: str,
+        seq: int | None,
+        new: str,
+        detail: dict[str, Any] | None,
+        values: Mapping[str, Any],
+    ) -> Record | None:
+        """The compare-and-set every transition is: the new row when it moved, with its event logged."""
+        if old == SUCCEEDED and new != SUCCEEDED:
+            values = {"download_owner": None, "download_until": None, **values}
+        settings = {"state": new, **values}
+        dialect = c.dialect.name
+        statement = _move_statement(dialect, seq is not None, frozenset(settings))
+        params: dict[str, Any] = {f"v_{key}": value for key, value in settings.items()}
+        params.update(b_id=job_id, b_old=old, b_seq=seq, e_at=time.time(), e_detail=detail)
+        if seq is None:
+            del params["b_seq"]
+        if dialect != "postgresql":
+            del params["e_at"], params["e_detail"]
+        row = _first(c.execute(statement, params))
+        if row is not None and dialect != "postgresql":
+            self._event(c, job_id, old, new, detail)
+        return row
 
     def _move(
         self,
@@ -529,22 +734,26 @@ class Ledger:
         new: str,
         detail: dict[str, Any] | None = None,
         **values: Any,
-    ) -> bool:
-        if job["state"] == SUCCEEDED and new != SUCCEEDED:
-            values = {"download_owner": None, "download_until": None, **values}
-        result = c.execute(
-            update(jobs)
-            .where(
-                and_(
-                    jobs.c.id == job["id"], jobs.c.state == job["state"], jobs.c.claim_seq == job["claim_seq"]
-                )
-            )
-            .values(state=new, **values)
-        )
-        if result.rowcount != 1:
-            return False
-        self._event(c, job["id"], job["state"], new, detail)
-        return True
+    ) -> Record | None:
+        return self._cas(c, job["id"], job["state"], job["claim_seq"], new, detail, values)
+
+    def move(
+        self,
+        job_id: str,
+        old: str | Sequence[str],
+        new: str,
+        detail: dict[str, Any] | None = None,
+        **values: Any,
+    ) -> Record | None:
+        """Move a job from `old` to `new` if it is still there; returns the moved row, or None when
+        someone else moved it first. From one state this is a single compare-and-set."""
+        with self.engine.begin() as c:
+            if isinstance(old, str):
+                return self._cas(c, job_id, old, None, new, detail, values)
+            job = _first(c.execute(_BY_ID, {"b_id": job_id}))
+            if job is None or job["state"] not in tuple(old):
+                return None
+            return self._move(c, job, new, detail, **values)
 
     def transition(
         self,
@@ -555,12 +764,7 @@ class Ledger:
         **values: Any,
     ) -> bool:
         """Move a job from `old` to `new` if it is still there; False when someone else moved it first."""
-        allowed = (old,) if isinstance(old, str) else tuple(old)
-        with self.engine.begin() as c:
-            job = _first(c.execute(select(jobs).where(jobs.c.id == job_id)))
-            if job is None or job["state"] not in allowed:
-                return False
-            return self._move(c, job, new, detail, **values)
+        return self.move(job_id, old, new, detail, **values) is not None
 
     def claim_for_submit(
         self,
@@ -569,47 +773,60 @@ class Ledger:
         values: dict[str, Any] | None = None,
         *,
         budget: float | None = None,
+        job: Record | None = None,
     ) -> Record | None:
         """pending → submitting, committed before any byte is sent. Returns the claimed row.
 
         With a `budget`, the claim is refused (`BudgetExceededError`) when the batch's spent credits,
         plus those in flight, plus this job's estimate would pass it. The check and the claim are one
         transaction serialized on the batch row, so concurrent workers cannot overshoot together.
-        """
-        with self.engine.begin() as c:
-            job = _first(c.execute(select(jobs).where(jobs.c.id == job_id)))
-            if job is None or job["state"] != PENDING:
-                return None
-            if budget is not None and job["batch_id"] is not None:
-                c.execute(select(batches.c.id).where(batches.c.id == job["batch_id"]).with_for_update())
-                committed = c.execute(
-                    select(func.coalesce(func.sum(_COST), 0.0)).where(
-                        jobs.c.batch_id == job["batch_id"], jobs.c.state.in_(_COMMITTED)
-                    )
-                ).scalar_one()
-                cost = job["estimated_credits"] or 0.0
-                if float(committed) + cost > budget + 1e-9:
-                    raise BudgetExceededError(
-                        f"Submitting job {job_id} ({cost:g} credits) would pass the budget of {budget:g} "
-                        f"credits ({float(committed):g} already spent or in flight).",
-                        spent=float(committed),
-                        limit=budget,
-                        job_id=job_id,
-                    )
-            extra: dict[str, Any] = {
-                "claim_seq": job["claim_seq"] + 1,
-                "lease_owner": self.owner,
-                "lease_until": time.time() + lease_seconds,
-                "submitted_at": time.time(),
-            }
-            if values is not None:
-                extra["input"] = values
-                extra["input_hash"] = input_hash(job["model"], values)
-            if not self._move(c, job, SUBMITTING, {"owner": self.owner}, **extra):
-                return None
-            return _first(c.execute(select(jobs).where(jobs.c.id == job_id)))
 
-    def mark_running(self, job: Record, task_id: str) -> bool:
+        `job` is the row the caller holds, saving a read; when it is stale (the job was released and
+        queued again meanwhile) the row is read afresh and the claim tried once more."""
+        with self.engine.begin() as c:
+            for _attempt in range(2):
+                if job is None:
+                    job = _first(c.execute(_BY_ID, {"b_id": job_id}))
+                if job is None or job["state"] != PENDING:
+                    return None
+                if budget is not None and job["batch_id"] is not None:
+                    self._check_budget(c, job, budget)
+                now = time.time()
+                extra: dict[str, Any] = {
+                    "claim_seq": job["claim_seq"] + 1,
+                    "lease_owner": self.owner,
+                    "lease_until": now + lease_seconds,
+                    "submitted_at": now,
+                }
+                if values is not None:
+                    extra["input"] = values
+                    extra["input_hash"] = input_hash(job["model"], values)
+                claimed = self._move(c, job, SUBMITTING, {"owner": self.owner}, **extra)
+                if claimed is not None:
+                    return claimed
+                job = None
+            return None
+
+    def _check_budget(self, c: Connection, job: Record, budget: float) -> None:
+        c.execute(select(batches.c.id).where(batches.c.id == job["batch_id"]).with_for_update())
+        committed = c.execute(
+            select(func.coalesce(func.sum(_COST), 0.0)).where(
+                jobs.c.batch_id == job["batch_id"], jobs.c.state.in_(_COMMITTED)
+            )
+        ).scalar_one()
+        cost = job["estimated_credits"] or 0.0
+        if float(committed) + cost > budget + 1e-9:
+            raise BudgetExceededError(
+                f"Submitting job {job['id']} ({cost:g} credits) would pass the budget of {budget:g} "
+                f"credits ({float(committed):g} already spent or in flight).",
+                spent=float(committed),
+                limit=budget,
+                job_id=job["id"],
+            )
+
+    def mark_running(self, job: Record, task_id: str) -> Record | None:
+        """submitting → running with the task id Kie returned; the running row, or None if the claim
+        was lost (fenced on the claim the caller holds)."""
         with self.engine.begin() as c:
             return self._move(
                 c, job, RUNNING, {"task_id": task_id}, task_id=task_id, lease_owner=None, lease_until=None
@@ -618,7 +835,7 @@ class Ledger:
     def release(self, job: Record, reason: str) -> bool:
         """submitting → pending, only for a create Kie certainly refused (nothing was created)."""
         with self.engine.begin() as c:
-            return self._move(
+            moved = self._move(
                 c,
                 job,
                 PENDING,
@@ -627,6 +844,7 @@ class Ledger:
                 lease_until=None,
                 error_message=reason,
             )
+            return moved is not None
 
     def expire_leases(self, batch_id: str | None = None) -> int:
         """`submitting` rows whose lease ran out (a crashed worker) become `unknown`: never resent."""
@@ -636,41 +854,50 @@ class Ledger:
             if alive and not _owner_is_dead(job["lease_owner"]):
                 continue
             with self.engine.begin() as c:
-                if self._move(
-                    c,
-                    job,
-                    UNKNOWN,
-                    {"reason": "lease expired while submitting"},
-                    error_message="the create may or may not have reached Kie (worker stopped mid-send)",
+                if (
+                    self._move(
+                        c,
+                        job,
+                        UNKNOWN,
+                        {"reason": "lease expired while submitting"},
+                        error_message="the create may or may not have reached Kie (worker stopped mid-send)",
+                    )
+                    is not None
                 ):
                     moved += 1
         return moved
 
     def record_files(self, job_id: str, saved: Sequence[Mapping[str, Any]]) -> None:
         """Note a job's saved files; a path another job's file row already holds is refused
-        (`KieError`), since one file on disk cannot be two jobs' results."""
+        (`KieError`), since one file on disk cannot be two jobs' results. Each row is checked and
+        written by one statement; only a row that was not written is looked into."""
         with self.engine.begin() as c:
             if c.dialect.name == "postgresql":
                 c.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _FILES_LOCK})
-            paths = [str(item["path"]) for item in saved]
-            for start in range(0, len(paths), _CHUNK):
+            for index, item in enumerate(saved, start=1):
+                written = c.execute(
+                    _FILE,
+                    {
+                        "f_job": job_id,
+                        "f_idx": index,
+                        "f_url": item["url"],
+                        "f_path": str(item["path"]),
+                        "f_size": item["size"],
+                        "f_sha": item["sha256"],
+                        "f_type": item.get("content_type"),
+                    },
+                )
+                if written.rowcount == 1:
+                    continue
                 held = c.execute(
-                    select(files.c.path, files.c.job_id).where(
-                        _among(c, files.c.path, paths[start : start + _CHUNK]), files.c.job_id != job_id
-                    )
+                    select(files.c.job_id).where(files.c.path == str(item["path"]), files.c.job_id != job_id)
                 ).first()
                 if held is not None:
                     raise KieError(
-                        f"File {held[0]} already belongs to job {held[1]}; give job {job_id} another "
+                        f"File {item['path']} already belongs to job {held[0]}; give job {job_id} another "
                         "output name or folder.",
                         job_id=job_id,
                     )
-            for index, item in enumerate(saved, start=1):
-                exists = c.execute(
-                    select(files.c.id).where(files.c.job_id == job_id, files.c.idx == index)
-                ).first()
-                if exists is None:
-                    c.execute(insert(files).values(job_id=job_id, idx=index, **item))
 
     def files_of(self, job_id: str) -> list[Record]:
         with self._read() as c:
@@ -700,9 +927,10 @@ class Ledger:
                 job = _first(c.execute(select(jobs).where(jobs.c.id == job_id)))
                 if job is None or job["state"] not in from_states:
                     return False
-                return self._move(
+                moved = self._move(
                     c, job, RUNNING, detail, task_id=task_id, lease_owner=None, lease_until=None
                 )
+                return moved is not None
         except IntegrityError:
             # Another process attached the same task between our check and our write.
             with self._read() as c:
@@ -715,24 +943,29 @@ class Ledger:
         """Become the one process saving a succeeded job's files, for `lease_seconds`; None when the
         job is not `succeeded` or another live claim holds it. A claim whose lease ran out, or whose
         owner on this host has died, is taken over: a crash never strands a paid result."""
-        now = time.time()
-        free = or_(jobs.c.download_owner.is_(None), jobs.c.download_until < now)
         with self.engine.begin() as c:
+            claimed = self._claim_download(c, job_id, lease_seconds, dead="")
+            if claimed is not None:
+                return claimed
             current = c.execute(
                 select(jobs.c.download_owner).where(jobs.c.id == job_id, jobs.c.state == SUCCEEDED)
             ).first()
-            if current is None:
+            if current is None or current[0] is None or not _owner_is_dead(current[0]):
                 return None
-            if current[0] is not None and _owner_is_dead(current[0]):
-                free = or_(free, jobs.c.download_owner == current[0])
-            claimed = c.execute(
-                update(jobs)
-                .where(jobs.c.id == job_id, jobs.c.state == SUCCEEDED, free)
-                .values(download_owner=self.owner, download_until=now + lease_seconds)
-            )
-            if claimed.rowcount != 1:
-                return None
-            return _first(c.execute(select(jobs).where(jobs.c.id == job_id)))
+            return self._claim_download(c, job_id, lease_seconds, dead=str(current[0]))
+
+    def _claim_download(
+        self, c: Connection, job_id: str, lease_seconds: float, *, dead: str
+    ) -> Record | None:
+        now = time.time()
+        params = {
+            "b_id": job_id,
+            "b_now": now,
+            "b_dead": dead,
+            "b_owner": self.owner,
+            "b_until": now + lease_seconds,
+        }
+        return _first(c.execute(_CLAIM_DOWNLOAD, params))
 
     def release_download(self, job_id: str) -> bool:
         """Give up our download claim (the save failed; another process may try); False if not ours."""
@@ -754,6 +987,15 @@ class Ledger:
         folder = os.path.realpath(directory)
         base = safe_stem(wanted)
         on_disk = self._names_on_disk(folder)
+        if base not in on_disk:
+            # The usual case, a free name: one insert, refused by a unique key when the name is taken
+            # or this job already holds a stem here (then the full look-up below answers).
+            try:
+                with self.engine.begin() as c:
+                    c.execute(_STEM, {"b_dir": folder, "b_stem": base, "b_id": job_id, "b_at": time.time()})
+                return base
+            except IntegrityError:
+                pass
         for _attempt in range(10):
             try:
                 with self.engine.begin() as c:
@@ -859,32 +1101,28 @@ class Ledger:
             c.execute(update(inbox).where(inbox.c.id == inbox_id).values(done_at=time.time()))
 
     # -- the shared create limiter ----------------------------------------------------------------------
-    def reserve_slot(self, name: str, interval: float) -> float:
+    def reserve_slot(self, name: str, interval: float, count: int = 1) -> float:
         """Reserve the next create slot across every process sharing this store; return seconds to wait.
 
         A durable "next allowed time" (GCRA without burst): a restart after a crash cannot burst, and two
-        workers on one account together stay at one create per `interval`.
+        workers on one account together stay at one create per `interval`. `count` slots in a row are
+        reserved at once (the first is `interval` before the next, and so on), so a busy runner pays
+        one statement per few creates; a crash merely wastes the slots it held.
         """
         if interval <= 0:
             return 0.0
-        try:
-            return self._reserve_slot(name, interval)
-        except IntegrityError:
-            # Another process created the limiter's row first (there was no row to lock); now there is.
-            return self._reserve_slot(name, interval)
-
-    def _reserve_slot(self, name: str, interval: float) -> float:
+        now = time.time()
         with self.engine.begin() as c:
-            now = time.time()
-            row = c.execute(
-                select(limiters.c.next_at).where(limiters.c.name == name).with_for_update()
-            ).first()
-            if row is None:
-                c.execute(insert(limiters).values(name=name, next_at=now + interval))
-                return 0.0
-            slot = max(now, float(row[0]))
-            c.execute(update(limiters).where(limiters.c.name == name).values(next_at=slot + interval))
-            return slot - now
+            row = c.execute(_SLOT, {"b_name": name, "b_now": now, "b_span": interval * count}).first()
+        if row is not None:
+            return max(0.0, float(row[0]) - interval * count - now)
+        try:
+            with self.engine.begin() as c:
+                c.execute(insert(limiters).values(name=name, next_at=now + interval * count))
+            return 0.0
+        except IntegrityError:
+            # Another process created the limiter's row first; now there is one to move.
+            return self.reserve_slot(name, interval, count)
 
 
 def _owner_is_dead(owner: str | None) -> bool:
@@ -951,25 +1189,32 @@ def _upsert_batch(
     source: str | None,
     output_dir: str | None,
     options: dict[str, Any] | None,
+    *,
+    planning: bool = False,
 ) -> None:
-    """Create the batch row, or update its output folder and options (when given) if it exists."""
+    """Create the batch row, or update its output folder and options (when given) if it exists. A
+    batch written in one go is planned at once; one being `planning` is not, until `mark_planned`."""
     if batch_id is None:
         return
     row = c.execute(select(batches.c.id).where(batches.c.id == batch_id)).first()
     if row is None:
+        now = time.time()
         c.execute(
             insert(batches).values(
                 id=batch_id,
                 source=source,
                 output_dir=output_dir,
                 options=options or {},
-                created_at=time.time(),
+                created_at=now,
+                planned_at=None if planning else now,
             )
         )
-    elif options is not None:
-        c.execute(
-            update(batches).where(batches.c.id == batch_id).values(output_dir=output_dir, options=options)
-        )
+        return
+    changes: dict[str, Any] = {"planned_at": None} if planning else {}
+    if options is not None:
+        changes.update(output_dir=output_dir, options=options)
+    if changes:
+        c.execute(update(batches).where(batches.c.id == batch_id).values(**changes))
 
 
 def _job_row(

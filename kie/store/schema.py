@@ -20,6 +20,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    func,
+    literal_column,
 )
 
 metadata = MetaData()
@@ -36,6 +38,9 @@ batches = Table(
     # The account balance when the batch first started and when its latest run ended (migration 0002).
     Column("balance_start", Float, nullable=True),
     Column("balance_end", Float, nullable=True),
+    # When the last chunk of the batch's file was planned (migration 0005); None while planning is
+    # under way or was cut short, so `kie batch resume` knows to carry on reading the file.
+    Column("planned_at", Float, nullable=True),
 )
 
 jobs = Table(
@@ -76,6 +81,17 @@ jobs = Table(
     UniqueConstraint("batch_id", "row_key", "step", name="uq_kie_jobs_row"),
     Index("ix_kie_jobs_batch_state", "batch_id", "state"),
     Index("ix_kie_jobs_state", "state"),
+)
+
+# The batch's jobs in row order (migration 0005): manifest and listing pages walk it from the last row
+# seen instead of sorting the batch again for every page.
+Index(
+    "ix_kie_jobs_batch_order",
+    jobs.c.batch_id,
+    jobs.c.created_at,
+    func.coalesce(jobs.c.row_line, literal_column("-1")),
+    jobs.c.step,
+    jobs.c.id,
 )
 
 events = Table(
