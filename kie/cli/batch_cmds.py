@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from kie.cli._common import (
     BATCH_INCOMPLETE,
@@ -27,6 +28,7 @@ from kie.cli._common import (
     fail,
     fmt_credits,
     fmt_usd,
+    one_sentence,
     print_json,
     print_problem,
 )
@@ -379,7 +381,9 @@ def _report(
     console.print(f"batch {batch_id}: {counts}; {fmt_credits(result.spent)} credits spent{balance}")
     console.print(f"manifest: {options.output_dir / 'manifest.jsonl'}")
     if result.stopped_reason:
-        err_console.print(f"[yellow]Stopped submitting: {result.stopped_reason}.[/]")
+        err_console.print(
+            f"[yellow]{escape(one_sentence(f'Stopped submitting: {result.stopped_reason}'))}[/]"
+        )
     for step in next_steps:
         err_console.print(f"[yellow]next: {step}[/]")
 

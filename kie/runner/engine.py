@@ -42,6 +42,7 @@ from kie.protocol.polling import Pacer
 from kie.protocol.task import TaskState, TaskStatus
 from kie.runner.finish import MANIFEST, Finished, finish, write_manifest
 from kie.runner.limits import read_gate
+from kie.runner.priors import load_priors
 from kie.runner.watcher import Watcher
 from kie.store import (
     DONE,
@@ -169,6 +170,9 @@ class BatchRunner:
             if options.webhook_base
             else None
         )
+        # How long this store's finished tasks took, per model and options: the first poll of each job
+        # lands near its completion instead of at the catalogue's guess.
+        load_priors(ledger, client.config.learned)
         if client.read_gate is None:  # status reads share the account's limit with every process
             client.read_gate = read_gate(ledger, scale=client.config.poll.scale)
         if client.config.create_pacer is None and self.pace > 0:
@@ -491,6 +495,7 @@ class BatchRunner:
             deadline=self.options.deadline,
             learned=self.client.config.learned,
             elapsed=elapsed,
+            values=job["input"],
         )
 
     async def _upload(self, job: Record, spec: ModelSpec, values: dict[str, Any]) -> dict[str, Any] | None:
