@@ -210,10 +210,6 @@ class Receiver:
             self._workers = [loop.create_task(self._work(self._queue)) for _ in range(WORKERS)]
         return self._queue
 
-    def start(self) -> None:
-        """Pick up callbacks left open by a receiver that stopped, without waiting for a new one."""
-        self._start()
-
     async def _work(self, queue: asyncio.Queue[Work]) -> None:
         while True:
             inbox_id, job_id, task_id, body = await queue.get()
