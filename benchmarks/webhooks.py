@@ -124,6 +124,16 @@ app = Starlette(routes=[Route("/kie/callback/{token}", hook, methods=["POST"])])
 """
 
 
+def wait_listening(url: str) -> None:
+    """Until the server at `url` answers (about 10 s at most)."""
+    for _ in range(100):
+        try:
+            httpx.post(f"{url}/kie/callback/warmup", timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+
+
 def minimal_rate(tmp: str, tokens: list[str], concurrency: int) -> float:
     """Callbacks per second that a minimal Starlette app on uvicorn answers under the same burst: the
     ceiling for this machine, to compare `kie serve` with."""
@@ -139,12 +149,7 @@ def minimal_rate(tmp: str, tokens: list[str], concurrency: int) -> float:
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                httpx.post(f"{url}/kie/callback/warmup", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        wait_listening(url)
         return asyncio.run(burst(url, tokens, 0.10, 0.05, concurrency))["per_second"]
     finally:
         proc.send_signal(signal.SIGINT)
@@ -263,12 +268,7 @@ def main() -> None:
         )
         try:
             url = f"http://127.0.0.1:{port}"
-            for _ in range(100):
-                try:
-                    httpx.post(f"{url}/kie/callback/warmup", timeout=1)
-                    break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
+            wait_listening(url)
             # Processing first: the answer-rate burst below names tasks the sandbox does not have,
             # and their re-reads would queue ahead under the same read limit.
             half = args.process // 2

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from kie.store import DONE, PENDING, RUNNING, SUBMITTING, UNKNOWN, Ledger
 from kie.webhooks import Receiver
 from tests.conftest import FAST_RETRY, client_settings, poll_policy
 from tests.receiver import Served
+from tests.runner.test_crash import run_env
 
 KIE = str(Path(sys.executable).parent / "kie")
 KEY = "whk-no-loss"
@@ -119,20 +119,8 @@ def free_port() -> int:
 
 
 def kie_env(sandbox: SandboxServer, store_url: str, tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KIE_")}
-    env.update(
-        {
-            "KIE_API_KEY": sandbox.api_key,
-            "KIE_BASE_URL": sandbox.url,
-            "KIE_UPLOAD_BASE_URL": sandbox.url,
-            "KIE_STORE_URL": store_url,
-            "KIE_WEBHOOK_KEY": KEY,
-            "KIE_POLL_SCALE": str(sandbox.config.time_scale),
-            "KIE_CONFIG": str(tmp_path / "none.toml"),
-            "KIE_HOME": str(tmp_path / "home"),
-        }
-    )
-    return env
+    """The crash test's environment, plus the webhook key `kie serve` checks signatures with."""
+    return run_env(sandbox, store_url, tmp_path) | {"KIE_WEBHOOK_KEY": KEY}
 
 
 def start_serve(port: int, env: dict[str, str], out: Path) -> subprocess.Popen[str]:
