@@ -246,7 +246,7 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
 # The newest migration in `migrations/versions/`; a test checks it against alembic's own idea of head.
 # Knowing it here lets an up-to-date ledger open without importing alembic at all.
-HEAD = "0005"
+HEAD = "0008"
 _VERSION_TABLE = "kie_alembic_version"
 _BEGIN_OPTION = "kie_sqlite_begin"
 # PostgreSQL advisory lock keys (any constants unique to kie): one for migrations, one for file paths.

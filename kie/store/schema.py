@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -41,6 +42,10 @@ batches = Table(
     # When the last chunk of the batch's file was planned (migration 0005); None while planning is
     # under way or was cut short, so `kie batch resume` knows to carry on reading the file.
     Column("planned_at", Float, nullable=True),
+    # Workers take batches by priority, highest first, then oldest (migration 0006); a cancelled batch
+    # creates nothing more but still finishes and saves what is already paid for.
+    Column("priority", Integer, nullable=False, default=0, server_default="0"),
+    Column("cancelled_at", Float, nullable=True),
 )
 
 jobs = Table(
@@ -78,6 +83,12 @@ jobs = Table(
     # Who is saving a succeeded job's files, and until when (migration 0003): one downloader per job.
     Column("download_owner", Text, nullable=True),
     Column("download_until", Float, nullable=True),
+    # Who is polling a running job, until when, and when its next status read is due (migration 0006):
+    # the poll schedule lives on the row, so a worker that takes over a dead one's task carries it on.
+    Column("poll_owner", Text, nullable=True),
+    Column("poll_until", Float, nullable=True),
+    Column("next_poll_at", Float, nullable=True),
+    Column("polls", Integer, nullable=False, default=0, server_default="0"),
     UniqueConstraint("batch_id", "row_key", "step", name="uq_kie_jobs_row"),
     Index("ix_kie_jobs_batch_state", "batch_id", "state"),
     Index("ix_kie_jobs_state", "state"),
@@ -117,6 +128,8 @@ files = Table(
     Column("size", BigInteger, nullable=False),
     Column("sha256", String(64), nullable=False),
     Column("content_type", Text, nullable=True),
+    # The worker (host and process) that saved the file (migration 0006), for multi-machine set-ups.
+    Column("saved_by", Text, nullable=True),
     UniqueConstraint("job_id", "idx", name="uq_kie_files_job_idx"),
     Index("ix_kie_files_path", "path"),
 )
@@ -163,4 +176,49 @@ limiters = Table(
     metadata,
     Column("name", String(64), primary_key=True),
     Column("next_at", Float, nullable=False),
+)
+
+# Every `kie worker` (and batch run) process, with its heartbeat on the database clock (migration 0006):
+# `kie batch status` shows them, and a worker whose heartbeat is older than its lease is dead to the others.
+workers = Table(
+    "kie_workers",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("host", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("in_hand", Integer, nullable=False, default=0),
+    Column("output_root", Text, nullable=True),
+    Column("batches", JSON, nullable=True),
+)
+
+# A user's marks on a result (migration 0007), set from the gallery: they never change the job itself.
+marks = Table(
+    "kie_marks",
+    metadata,
+    Column("job_id", String(32), ForeignKey("kie_jobs.id"), primary_key=True),
+    Column("starred", Boolean, nullable=False, default=False),
+    Column("rejected", Boolean, nullable=False, default=False),
+    Column("archived", Boolean, nullable=False, default=False),
+    Column("rating", Integer, nullable=True),
+    Column("tags", JSON, nullable=True),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_kie_marks_starred", "starred"),
+)
+
+# A spend an agent asked for and a human must approve out of band (migration 0008): short-lived, used once.
+quotes = Table(
+    "kie_quotes",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("request", JSON, nullable=False),
+    Column("credits", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("approved_at", Float, nullable=True),
+    Column("used_at", Float, nullable=True),
+    Index("ix_kie_quotes_request", "request_hash"),
 )
