@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from kie.cli import batch_cmds, client_cmds, pricing, webhook_cmds
+from kie.cli import batch_cmds, client_cmds, gallery_cmds, mcp_cmds, pricing, webhook_cmds, worker_cmds
 from kie.cli._common import INTERRUPTED, err_console, exit_code_for, one_sentence
 from kie.cli.models import models_app
 from kie.errors import KieError
@@ -74,6 +74,9 @@ app.command("recommend")(pricing.recommend)
 client_cmds.register(app)
 batch_cmds.register(app)
 webhook_cmds.register(app)
+gallery_cmds.register(app)
+mcp_cmds.register(app)
+worker_cmds.register(app)
 
 
 def main() -> None:

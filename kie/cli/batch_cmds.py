@@ -414,6 +414,44 @@ def _options(
     )
 
 
+def checked_plan(
+    file: Path,
+    model: list[str] | None,
+    matrix: bool,
+    settings: Settings,
+    allow_unknown_price: bool,
+    skip_invalid: bool,
+) -> tuple[Plan, list[str]]:
+    """Validate and price every row of a batch file before anything is spent (`batch run` and
+    `batch submit`): each invalid row is printed with its line, and unless `--skip-invalid` allows it,
+    one invalid row stops the command. Returns the plan and the `--model` list."""
+    from kie.runner.plan import plan_batch
+
+    if not file.is_file():
+        fail(f"{file} is not a readable file; check the path.")
+    models = [m.strip() for item in (model or []) for m in item.split(",") if m.strip()]
+    if matrix and len(models) < 1:
+        fail("--matrix needs the models to compare: --model a --model b (or --model a,b).")
+    try:
+        plan = plan_batch(
+            file,
+            default_model=None if matrix else (models[0] if models else None),
+            matrix_models=models if matrix else (),
+            overrides=settings.price_overrides,
+            allow_unknown_price=allow_unknown_price,
+            keep_jobs=False,
+        )
+    except KieError as exc:
+        fail(exc)
+    for error in plan.errors:
+        print_problem(error.line, error.message)
+    if plan.errors and not skip_invalid:
+        fail(f"{len(plan.errors)} invalid rows; nothing was submitted. Fix them or pass --skip-invalid.")
+    if not plan.job_count:
+        fail(f"{file} has no valid rows to submit; nothing was submitted.")
+    return plan, models
+
+
 @batch_app.command("run")
 def batch_run(
     file: Annotated[Path, typer.Argument(help="JSONL (one object per row) or CSV (columns are fields).")],
@@ -442,35 +480,14 @@ def batch_run(
     """Validate every row, estimate, then submit at the account's pace; rerunning the same file resumes."""
     from kie.cli.client_cmds import output_folder
     from kie.cli.session import NO_KEY
-    from kie.runner.plan import batch_id_for, plan_batch
+    from kie.runner.plan import batch_id_for
 
     settings = settings_or_fail()
     budget = _budget(max_credits)
     budget = budget if budget is not None else settings.max_credits
     if not dry_run and not sandbox and not settings.api_key:
         fail(NO_KEY)
-    if not file.is_file():
-        fail(f"{file} is not a readable file; check the path.")
-    models = [m.strip() for item in (model or []) for m in item.split(",") if m.strip()]
-    if matrix and len(models) < 1:
-        fail("--matrix needs the models to compare: --model a --model b (or --model a,b).")
-    try:
-        plan = plan_batch(
-            file,
-            default_model=None if matrix else (models[0] if models else None),
-            matrix_models=models if matrix else (),
-            overrides=settings.price_overrides,
-            allow_unknown_price=allow_unknown_price,
-            keep_jobs=False,
-        )
-    except KieError as exc:
-        fail(exc)
-    for error in plan.errors:
-        print_problem(error.line, error.message)
-    if plan.errors and not skip_invalid:
-        fail(f"{len(plan.errors)} invalid rows; nothing was submitted. Fix them or pass --skip-invalid.")
-    if not plan.job_count:
-        fail(f"{file} has no valid rows to submit; nothing was submitted.")
+    plan, models = checked_plan(file, model, matrix, settings, allow_unknown_price, skip_invalid)
     if not json_:
         _print_plan(plan, settings)
     if dry_run:
@@ -539,11 +556,31 @@ def batch_resume(
         ),
     ] = None,
     store: StoreOpt = None,
+    queue: Annotated[
+        bool,
+        typer.Option("--queue", help="Only unpause it and return: `kie worker` processes carry it on."),
+    ] = False,
     json_: JsonOpt = False,
 ) -> None:
     """Continue a paused or interrupted batch from the ledger (after a top-up, a crash or Ctrl-C)."""
     settings = settings_or_fail()
     budget = _budget(max_credits)
+    if queue:
+        ledger = open_ledger(settings, store, sandbox=sandbox)
+        batch = _batch_or_fail(ledger, batch_id)
+        if batch["cancelled_at"] is not None:
+            fail(f"Batch {batch_id} was cancelled and cannot be resumed; submit its file again instead.")
+        if budget is not None:
+            saved = {**dict(batch["options"] or {}), "max_credits": budget}
+            ledger.add_batch(
+                batch_id, source=batch["source"], output_dir=batch["output_dir"], options=saved, jobs=[]
+            )
+        ledger.set_paused(batch_id, None)
+        if json_:
+            print_json({"batch": batch_id, "paused": None, "queued": True})
+        else:
+            console.print(f"batch {batch_id} unpaused: `kie worker` processes on this ledger carry it on")
+        return
     with session(sandbox, quiet=json_, settings=settings) as sess:
         ledger = open_ledger(sess.settings, store, sandbox=sess.is_sandbox)
         batch = _batch_or_fail(ledger, batch_id)
@@ -596,6 +633,19 @@ def batch_status(
     counts = ledger.counts(batch_id)
     spent, flight = ledger.spend(batch_id)
     start, end = batch["balance_start"], batch["balance_end"]
+    now = ledger.now()
+    seen = [
+        {
+            "worker": w["id"],
+            "host": w["host"],
+            "state": w["state"],
+            "heartbeat_age": round(now - w["heartbeat_at"], 1),
+            "jobs_in_hand": w["in_hand"],
+            "output_root": w["output_root"],
+        }
+        for w in ledger.workers(within=600.0)
+        if batch_id in (w["batches"] or [])
+    ]
     if json_:
         print_json(
             {
@@ -609,6 +659,9 @@ def batch_status(
                 "planning_complete": batch["planned_at"] is not None,
                 "source": batch["source"],
                 "output_dir": batch["output_dir"],
+                "priority": batch["priority"],
+                "cancelled": batch["cancelled_at"] is not None,
+                "workers": seen,
                 **({"sandbox": True} if sandbox else {}),
             }
         )
@@ -623,8 +676,15 @@ def batch_status(
         )
     if batch["planned_at"] is None:
         console.print(f"  planning not complete: `kie batch resume {batch_id}` plans the rest of the file")
-    if batch["paused_reason"]:
+    if batch["cancelled_at"] is not None:
+        console.print("  cancelled: nothing new is created; tasks already paid for are still saved")
+    elif batch["paused_reason"]:
         console.print(f"  paused: {batch['paused_reason']} — continue with `kie batch resume {batch_id}`")
+    for w in seen:
+        console.print(
+            f"  worker {w['host']} ({w['state']}): {w['jobs_in_hand']} jobs in hand, "
+            f"last heartbeat {w['heartbeat_age']:.0f} s ago"
+        )
 
 
 @batch_app.command("retry-failed")

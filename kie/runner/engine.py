@@ -56,6 +56,7 @@ from kie.store import (
     Ledger,
     Record,
 )
+from kie.store.ledger import HEARTBEAT
 from kie.webhooks.receiver import callback_url
 
 EventHook = Callable[[str, Mapping[str, Any]], None]
@@ -82,11 +83,19 @@ class RunOptions:
     # never left this machine are retried with backoff meanwhile; nothing ambiguous is ever resent.
     unreachable_timeout: float = 180.0
     upload_path: str = "kie/uploads"
+    # Under `kie worker`, the worker beats for the process, a pause or drain never unpauses or pauses the
+    # batch for the others, and it opens `may_submit` only for the batches whose turn it is to create.
+    worker: bool = False
+    may_submit: asyncio.Event | None = None
+    slots: asyncio.Semaphore | None = None  # running slots shared with other batches of the process
 
 
 # Why submitting stopped, for the exit code and the next step the CLI prints.
 STOP_INTERRUPTED, STOP_BUDGET, STOP_CREDITS = "interrupted", "budget", "credits"
 STOP_AUTH, STOP_UNREACHABLE, STOP_KIE = "auth", "unreachable", "kie"
+# Stops that are about one process, not the batch: they leave the batch unpaused for other workers.
+STOP_DRAIN, STOP_PAUSED = "drain", "paused"
+_PROCESS_STOPS = (STOP_DRAIN, STOP_PAUSED)
 
 
 @dataclass
@@ -141,7 +150,7 @@ class BatchRunner:
         self.options = options
         self.on_event = on_event or (lambda kind, data: None)
         self._state = _State()
-        self._slots = asyncio.Semaphore(options.concurrency)
+        self._slots = options.slots or asyncio.Semaphore(options.concurrency)
         self._stopping = asyncio.Event()
         self._idle = asyncio.Event()
         self._downloads: asyncio.Queue[tuple[str, TaskStatus]] = asyncio.Queue()
@@ -184,6 +193,11 @@ class BatchRunner:
             window = (count, options.create_window) if options.create_window else None
             client.config.create_pacer = Pacer(self.pace, window=window)
 
+    @property
+    def busy(self) -> int:
+        """Jobs this run holds a slot for: being submitted, watched or saved."""
+        return self._state.busy
+
     # -- control ----------------------------------------------------------------------------------
     def stop_submitting(self, reason: str = "interrupted", kind: str = STOP_INTERRUPTED) -> None:
         """Stop creating tasks; tasks already running are still waited for and downloaded."""
@@ -212,9 +226,10 @@ class BatchRunner:
         if expired:
             self._emit("unknown", None, count=expired, reason="a previous run stopped while submitting")
         self.write_manifest()
-        self.ledger.set_paused(self.batch_id, None)
+        if not self.options.worker:
+            self.ledger.set_paused(self.batch_id, None)
         await self._note_balance()
-        background = [self._spawn(self._watcher.run())]
+        background = [self._spawn(self._watcher.run()), self._spawn(self._keep_alive())]
         background += [self._spawn(self._download_worker()) for _ in range(DOWNLOADERS)]
         if self._poll is not None:
             background.append(self._spawn(self._sweep()))
@@ -240,8 +255,10 @@ class BatchRunner:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+        if not self.options.worker:
+            self.ledger.sign_off()
         self.write_manifest()
-        if self._state.stop_reason:
+        if self._state.stop_reason and self._state.stop_kind not in _PROCESS_STOPS:
             self.ledger.set_paused(self.batch_id, self._state.stop_reason)
         await self._note_balance()
         spent, flight = self.ledger.spend(self.batch_id)
@@ -308,7 +325,7 @@ class BatchRunner:
     async def _adopt(self) -> None:
         """Take on the batch's running and succeeded jobs that nobody in this process is handling:
         those of an earlier run, and those another process on the same batch left behind."""
-        for job in self.ledger.jobs(batch_id=self.batch_id, states=[RUNNING, SUCCEEDED]):
+        for job in self.ledger.claim_polls(self.batch_id):
             if job["id"] in self._watcher or job["id"] in self._settling or job["id"] in self._gave_up:
                 continue
             await self._take_slot()
@@ -335,6 +352,25 @@ class BatchRunner:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), max(0.02, self.client.config.poll.scale))
         return True
+
+    async def _keep_alive(self) -> None:
+        """The heartbeat that keeps this process's poll leases (unless a worker beats for the whole
+        process), and a look at the batch row every second, so a pause or cancel given on any machine
+        stops this run's creates."""
+        beat = float("-inf")
+        while True:
+            if not self.options.worker and time.monotonic() - beat >= HEARTBEAT:
+                beat = time.monotonic()
+                self.ledger.heartbeat(in_hand=self._state.busy, batch_ids=[self.batch_id])
+            batch = self.ledger.batch(self.batch_id)
+            if batch is not None and (batch["cancelled_at"] is not None or self._paused_elsewhere(batch)):
+                reason = "cancelled" if batch["cancelled_at"] is not None else str(batch["paused_reason"])
+                self.stop_submitting(reason, STOP_PAUSED)
+            await asyncio.sleep(1.0)
+
+    def _paused_elsewhere(self, batch: Record) -> bool:
+        """A pause this run did not set itself (another process, or `kie batch pause`)."""
+        return bool(batch["paused_reason"]) and not self._stopping.is_set()
 
     async def _note_balance(self) -> None:
         try:
@@ -382,6 +418,16 @@ class BatchRunner:
             job = self._next_row(job_id)
             if job is None or job["state"] != PENDING:
                 self._free_slot()
+                continue
+            gate = self.options.may_submit
+            if gate is not None and not gate.is_set():
+                # Not this batch's turn to create (a worker runs a higher priority first): keep the
+                # row first in line. Rows others took meanwhile were dropped above, so a closed gate
+                # never holds up a queue of rows that are no longer pending.
+                self._free_slot()
+                self._state.queue.appendleft(job_id)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(gate.wait(), 0.5)
                 continue
             wait = self._next_slot()
             if wait > 0:
@@ -558,6 +604,12 @@ class BatchRunner:
             self._unreachable(job, exc)
         elif isinstance(exc, (RateLimitError, MaintenanceError)):
             self.ledger.release(job, str(exc))
+            if isinstance(exc, RateLimitError):
+                # The account's window is full: every process backs off one window, through the
+                # shared limiter, and the slots this run reserved ahead are given up.
+                window = self.options.create_window or 20 * self.options.create_interval
+                self.ledger.push_back(self.options.limiter_name, window)
+                self._slots_ahead.clear()
             self._state.queue.append(job["id"])
             self._emit("retry_later", job, error=str(exc))
         elif isinstance(exc, AuthenticationError):
@@ -584,6 +636,7 @@ class BatchRunner:
             self._downloads.put_nowait((job_id, outcome))
             return
         self._gave_up.add(job_id)
+        self.ledger.release_poll(job_id)
         self._emit("still_running", self.ledger.job(job_id), error=str(outcome))
         self._free_slot()
 

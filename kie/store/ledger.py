@@ -34,10 +34,12 @@ from sqlalchemy import (
     ARRAY,
     ColumnElement,
     Engine,
+    Float,
     Select,
     Text,
     bindparam,
     case,
+    cast,
     create_engine,
     delete,
     event,
@@ -57,7 +59,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModu
 
 from kie.errors import BudgetExceededError, ConfigurationError, KieError, ValidationError
 from kie.protocol.files import safe_stem
-from kie.store.schema import batches, callbacks, events, files, inbox, jobs, limiters, stems
+from kie.store.schema import batches, callbacks, events, files, inbox, jobs, limiters, stems, workers
 
 # Job states. `done` means downloaded; `succeeded` means Kie finished but the files are not saved yet.
 PENDING, SUBMITTING, RUNNING = "pending", "submitting", "running"
@@ -155,7 +157,7 @@ _same_file = select(files.c.id).where(files.c.job_id == bindparam("f_job"), file
 # One file row, written only when no other job holds its path and this job lacks that index: the
 # check and the write are one statement.
 _FILE = insert(files).from_select(
-    ["job_id", "idx", "url", "path", "size", "sha256", "content_type"],
+    ["job_id", "idx", "url", "path", "size", "sha256", "content_type", "saved_by"],
     select(
         bindparam("f_job", type_=files.c.job_id.type),
         bindparam("f_idx", type_=files.c.idx.type),
@@ -164,7 +166,28 @@ _FILE = insert(files).from_select(
         bindparam("f_size", type_=files.c.size.type),
         bindparam("f_sha", type_=files.c.sha256.type),
         bindparam("f_type", type_=files.c.content_type.type),
+        bindparam("f_by", type_=files.c.saved_by.type),
     ).where(~exists(_other_file), ~exists(_same_file)),
+)
+_DB_NOW = text("SELECT extract(epoch FROM clock_timestamp())")
+_DB_EPOCH = cast(func.extract("epoch", func.clock_timestamp()), Float)
+# The limiter on PostgreSQL reads the database's clock inside the statement itself: the pace holds
+# across machines whatever their clocks say, and the wait comes back with it.
+_SLOT_PG = (
+    update(limiters)
+    .where(limiters.c.name == bindparam("b_name"))
+    .values(next_at=func.greatest(limiters.c.next_at, _DB_EPOCH) + bindparam("b_span"))
+    .returning(limiters.c.next_at, _DB_EPOCH)
+)
+_PUSH_BACK = (
+    update(limiters)
+    .where(limiters.c.name == bindparam("b_name"), limiters.c.next_at < bindparam("b_until"))
+    .values(next_at=bindparam("b_until"))
+)
+_RENEW_POLLS = (
+    update(jobs)
+    .where(jobs.c.poll_owner == bindparam("b_owner"), jobs.c.state.in_([RUNNING, SUCCEEDED]))
+    .values(poll_until=bindparam("b_until"))
 )
 _HAS_STEPS = select(jobs.c.id).where(jobs.c.batch_id == bindparam("b_batch"), jobs.c.step > 0).limit(1)
 # Compare-and-set statements by (dialect, fenced on claim_seq, the columns set): a handful per process.
@@ -253,6 +276,10 @@ _BEGIN_OPTION = "kie_sqlite_begin"
 _MIGRATION_LOCK = 0x6B69_655F_6D69_6772
 _FILES_LOCK = 0x6B69_655F_6669_6C65
 _CHUNK = 1000
+# A poll lease, renewed by every heartbeat; a worker silent for WORKER_TIMEOUT is dead to the others.
+POLL_LEASE = 30.0
+HEARTBEAT = 5.0
+WORKER_TIMEOUT = 20.0
 _STORE_EXAMPLES = "sqlite:///path/to/ledger.db or postgresql+psycopg://user@host/db"
 
 
@@ -332,7 +359,28 @@ class Ledger:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._next_purge = float("-inf")
         self._disk: dict[str, dict[str, list[str]]] = {}
+        # The database's clock minus this machine's (0 on SQLite, which is on this machine): every
+        # lease, heartbeat and timestamp the ledger writes is on the database clock, so workers whose
+        # own clocks disagree by minutes still agree on whose lease has lapsed.
+        self._skew = 0.0
         self.migrate()
+        self.sync_clock()
+
+    def now(self) -> float:
+        """The database clock's current time, in seconds since the epoch."""
+        return time.time() + self._skew
+
+    def sync_clock(self) -> float:
+        """Measure the database clock against this machine's (half the round trip is the error);
+        called on open and with every heartbeat, so a clock that drifts is followed."""
+        if self.engine.dialect.name != "postgresql":
+            return 0.0
+        with self._read() as c:
+            before = time.time()
+            database = float(c.execute(_DB_NOW).scalar_one())
+            after = time.time()
+        self._skew = database - (before + after) / 2
+        return self._skew
 
     def _read(self) -> Connection:
         """A connection for reads: on SQLite its transaction is deferred, so it takes no write lock."""
@@ -390,7 +438,7 @@ class Ledger:
         self, batch_id: str, *, source: str | None, output_dir: str | None, options: dict[str, Any]
     ) -> None:
         with self.engine.begin() as c:
-            _upsert_batch(c, batch_id, source, output_dir, options)
+            _upsert_batch(c, batch_id, source, output_dir, options, now=self.now())
 
     def add_batch(
         self,
@@ -404,7 +452,7 @@ class Ledger:
         """Create (or update) the batch and insert its new jobs in one transaction, so a crash never
         leaves a batch without its jobs; returns every job's id in order, as `add_jobs` does."""
         with self.engine.begin() as c:
-            _upsert_batch(c, batch_id, source, output_dir, options)
+            _upsert_batch(c, batch_id, source, output_dir, options, now=self.now())
             return self._insert_jobs(c, batch_id, jobs)[0]
 
     def mark_planned(self, batch_id: str) -> None:
@@ -414,7 +462,7 @@ class Ledger:
         is still unknown to the planner, which then sorts the whole batch for every manifest page
         instead of walking the order index."""
         with self.engine.begin() as c:
-            c.execute(update(batches).where(batches.c.id == batch_id).values(planned_at=time.time()))
+            c.execute(update(batches).where(batches.c.id == batch_id).values(planned_at=self.now()))
             if c.dialect.name == "postgresql":
                 c.execute(text(f"ANALYZE {jobs.name}"))
 
@@ -464,7 +512,7 @@ class Ledger:
         def flush() -> int:
             with self.engine.begin() as c:
                 if first:
-                    _upsert_batch(c, batch_id, source, output_dir, options, planning=planning)
+                    _upsert_batch(c, batch_id, source, output_dir, options, planning=planning, now=self.now())
                 return self._insert_jobs(c, batch_id, pending)[1]
 
         for job in new_jobs:
@@ -484,7 +532,7 @@ class Ledger:
         chunk rather than a few statements per job."""
         ids: list[str] = []
         added = 0
-        now = time.time()
+        now = self.now()
         for start in range(0, len(new_jobs), _CHUNK):
             part = new_jobs[start : start + _CHUNK]
             keys = sorted({job.row_key for job in part if job.row_key is not None})
@@ -697,7 +745,7 @@ class Ledger:
         self, c: Connection, job_id: str, old: str | None, new: str, detail: dict[str, Any] | None = None
     ) -> None:
         c.execute(
-            _EVENT, {"e_job": job_id, "e_at": time.time(), "e_from": old, "e_to": new, "e_detail": detail}
+            _EVENT, {"e_job": job_id, "e_at": self.now(), "e_from": old, "e_to": new, "e_detail": detail}
         )
 
     def _cas(
@@ -717,7 +765,7 @@ class Ledger:
         dialect = c.dialect.name
         statement = _move_statement(dialect, seq is not None, frozenset(settings))
         params: dict[str, Any] = {f"v_{key}": value for key, value in settings.items()}
-        params.update(b_id=job_id, b_old=old, b_seq=seq, e_at=time.time(), e_detail=detail)
+        params.update(b_id=job_id, b_old=old, b_seq=seq, e_at=self.now(), e_detail=detail)
         if seq is None:
             del params["b_seq"]
         if dialect != "postgresql":
@@ -791,7 +839,7 @@ class Ledger:
                     return None
                 if budget is not None and job["batch_id"] is not None:
                     self._check_budget(c, job, budget)
-                now = time.time()
+                now = self.now()
                 extra: dict[str, Any] = {
                     "claim_seq": job["claim_seq"] + 1,
                     "lease_owner": self.owner,
@@ -829,7 +877,15 @@ class Ledger:
         was lost (fenced on the claim the caller holds)."""
         with self.engine.begin() as c:
             return self._move(
-                c, job, RUNNING, {"task_id": task_id}, task_id=task_id, lease_owner=None, lease_until=None
+                c,
+                job,
+                RUNNING,
+                {"task_id": task_id},
+                task_id=task_id,
+                lease_owner=None,
+                lease_until=None,
+                poll_owner=self.owner,
+                poll_until=self.now() + POLL_LEASE,
             )
 
     def release(self, job: Record, reason: str) -> bool:
@@ -850,8 +906,8 @@ class Ledger:
         """`submitting` rows whose lease ran out (a crashed worker) become `unknown`: never resent."""
         moved = 0
         for job in self.jobs(batch_id=batch_id, states=[SUBMITTING]):
-            alive = job["lease_until"] is not None and job["lease_until"] > time.time()
-            if alive and not _owner_is_dead(job["lease_owner"]):
+            alive = job["lease_until"] is not None and job["lease_until"] > self.now()
+            if alive and not self.owner_is_dead(job["lease_owner"]):
                 continue
             with self.engine.begin() as c:
                 if (
@@ -885,6 +941,7 @@ class Ledger:
                         "f_size": item["size"],
                         "f_sha": item["sha256"],
                         "f_type": item.get("content_type"),
+                        "f_by": self.owner,
                     },
                 )
                 if written.rowcount == 1:
@@ -950,14 +1007,14 @@ class Ledger:
             current = c.execute(
                 select(jobs.c.download_owner).where(jobs.c.id == job_id, jobs.c.state == SUCCEEDED)
             ).first()
-            if current is None or current[0] is None or not _owner_is_dead(current[0]):
+            if current is None or current[0] is None or not self.owner_is_dead(current[0]):
                 return None
             return self._claim_download(c, job_id, lease_seconds, dead=str(current[0]))
 
     def _claim_download(
         self, c: Connection, job_id: str, lease_seconds: float, *, dead: str
     ) -> Record | None:
-        now = time.time()
+        now = self.now()
         params = {
             "b_id": job_id,
             "b_now": now,
@@ -992,7 +1049,7 @@ class Ledger:
             # or this job already holds a stem here (then the full look-up below answers).
             try:
                 with self.engine.begin() as c:
-                    c.execute(_STEM, {"b_dir": folder, "b_stem": base, "b_id": job_id, "b_at": time.time()})
+                    c.execute(_STEM, {"b_dir": folder, "b_stem": base, "b_id": job_id, "b_at": self.now()})
                 return base
             except IntegrityError:
                 pass
@@ -1015,7 +1072,7 @@ class Ledger:
                     stem = _first_free_stem(c, job_id, folder, base, taken, on_disk)
                     c.execute(
                         insert(stems).values(
-                            directory=folder, stem=stem, job_id=job_id, created_at=time.time()
+                            directory=folder, stem=stem, job_id=job_id, created_at=self.now()
                         )
                     )
                     return stem
@@ -1045,7 +1102,7 @@ class Ledger:
     def seen_callback(self, key: str, *, now: float | None = None, window: float) -> bool:
         """Record a callback's key; True when it was recorded before (a replay), also by another
         process or before a restart. Keys older than `window` are purged now and then."""
-        at = time.time() if now is None else now
+        at = self.now() if now is None else now
         try:
             with self.engine.begin() as c:
                 return not self._first_sighting(c, key, at, window)
@@ -1077,7 +1134,7 @@ class Ledger:
         """Record an accepted callback before it is answered, with its replay check, in one
         transaction; returns its inbox id, or None for a replay. Processing it later is at-least-once
         and harmless to repeat: every move it causes is a compare-and-set."""
-        at = time.time()
+        at = self.now()
         try:
             with self.engine.begin() as c:
                 if replay_key is not None and not self._first_sighting(c, replay_key, at, window):
@@ -1098,7 +1155,7 @@ class Ledger:
 
     def callback_done(self, inbox_id: int) -> None:
         with self.engine.begin() as c:
-            c.execute(update(inbox).where(inbox.c.id == inbox_id).values(done_at=time.time()))
+            c.execute(update(inbox).where(inbox.c.id == inbox_id).values(done_at=self.now()))
 
     # -- the shared create limiter ----------------------------------------------------------------------
     def reserve_slot(self, name: str, interval: float, count: int = 1) -> float:
@@ -1111,11 +1168,16 @@ class Ledger:
         """
         if interval <= 0:
             return 0.0
-        now = time.time()
+        now = self.now()
         with self.engine.begin() as c:
-            row = c.execute(_SLOT, {"b_name": name, "b_now": now, "b_span": interval * count}).first()
-        if row is not None:
-            return max(0.0, float(row[0]) - interval * count - now)
+            if c.dialect.name == "postgresql":
+                row = c.execute(_SLOT_PG, {"b_name": name, "b_span": interval * count}).first()
+                if row is not None:
+                    return max(0.0, float(row[0]) - interval * count - float(row[1]))
+            else:
+                row = c.execute(_SLOT, {"b_name": name, "b_now": now, "b_span": interval * count}).first()
+                if row is not None:
+                    return max(0.0, float(row[0]) - interval * count - now)
         try:
             with self.engine.begin() as c:
                 c.execute(insert(limiters).values(name=name, next_at=now + interval * count))
@@ -1123,6 +1185,189 @@ class Ledger:
         except IntegrityError:
             # Another process created the limiter's row first; now there is one to move.
             return self.reserve_slot(name, interval, count)
+
+    def push_back(self, name: str, seconds: float) -> None:
+        """No slot of limiter `name` before `seconds` from now, for every process: Kie answered 429,
+        so the whole account backs off together instead of each worker finding out on its own."""
+        with self.engine.begin() as c:
+            c.execute(_PUSH_BACK, {"b_name": name, "b_until": self.now() + seconds})
+
+    # -- workers ------------------------------------------------------------------------------------------
+    def heartbeat(
+        self,
+        *,
+        state: str = "running",
+        in_hand: int = 0,
+        lease_seconds: float = POLL_LEASE,
+        output_root: str | None = None,
+        batch_ids: Sequence[str] | None = None,
+    ) -> None:
+        """This process is alive: note it in the worker table and extend the leases on the tasks it
+        polls, in one transaction on the database clock (which it re-measures first)."""
+        self.sync_clock()
+        now = self.now()
+        values = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "heartbeat_at": now,
+            "state": state,
+            "in_hand": in_hand,
+            "output_root": output_root,
+            "batches": list(batch_ids) if batch_ids is not None else None,
+        }
+        with self.engine.begin() as c:
+            moved = c.execute(update(workers).where(workers.c.id == self.owner).values(**values))
+            if moved.rowcount == 0:
+                c.execute(insert(workers).values(id=self.owner, started_at=now, **values))
+            c.execute(_RENEW_POLLS, {"b_owner": self.owner, "b_until": now + lease_seconds})
+
+    def workers(self, *, within: float = 24 * 3600.0) -> list[Record]:
+        """Processes that sent a heartbeat in the last `within` seconds, newest first."""
+        since = self.now() - within
+        query = select(workers).where(workers.c.heartbeat_at >= since).order_by(workers.c.heartbeat_at.desc())
+        with self._read() as c:
+            return _all(c.execute(query))
+
+    def sign_off(self) -> None:
+        """This process stops: hand back the tasks it was polling (another worker takes them at once)
+        and mark it stopped. A process that dies without signing off loses its leases when they lapse."""
+        with self.engine.begin() as c:
+            c.execute(
+                update(jobs).where(jobs.c.poll_owner == self.owner).values(poll_owner=None, poll_until=None)
+            )
+            c.execute(
+                update(workers)
+                .where(workers.c.id == self.owner)
+                .values(state="stopped", in_hand=0, heartbeat_at=self.now())
+            )
+
+    def owner_is_dead(self, owner: str | None) -> bool:
+        """Whether the process holding a lease is gone: a dead PID on this host, or a worker whose
+        heartbeat (on the database clock) is older than `WORKER_TIMEOUT` or which signed off."""
+        if owner is None or owner == self.owner:
+            return False
+        if _owner_is_dead(owner):
+            return True
+        with self._read() as c:
+            row = c.execute(
+                select(workers.c.heartbeat_at, workers.c.state).where(workers.c.id == owner)
+            ).first()
+        if row is None:
+            return False
+        return bool(row[1] == "stopped" or row[0] < self.now() - WORKER_TIMEOUT)
+
+    def claim_polls(
+        self, batch_id: str, *, lease_seconds: float = POLL_LEASE, limit: int = 500
+    ) -> list[Record]:
+        """Take on running and succeeded jobs of the batch that nobody polls: unowned, or whose
+        owner's lease lapsed or who died. Each job has one poller across all workers; on PostgreSQL
+        the claim skips rows another worker is claiming at the same moment."""
+        now = self.now()
+        candidates = (
+            select(jobs.c.id)
+            .where(jobs.c.batch_id == batch_id, jobs.c.state.in_([RUNNING, SUCCEEDED]))
+            .order_by(*_ROW_ORDER)
+            .limit(limit)
+        )
+        with self._read() as c:
+            held = (
+                c.execute(
+                    select(jobs.c.poll_owner)
+                    .where(
+                        jobs.c.batch_id == batch_id,
+                        jobs.c.state.in_([RUNNING, SUCCEEDED]),
+                        jobs.c.poll_owner.is_not(None),
+                        jobs.c.poll_owner != self.owner,
+                        jobs.c.poll_until >= now,
+                    )
+                    .distinct()
+                )
+                .scalars()
+                .all()
+            )
+        dead = [owner for owner in held if self.owner_is_dead(owner)]
+        free = or_(jobs.c.poll_owner.is_(None), jobs.c.poll_until < now)
+        if dead:
+            free = or_(free, jobs.c.poll_owner.in_(dead))
+        candidates = candidates.where(free).with_for_update(skip_locked=True)
+        claim = (
+            update(jobs)
+            .where(jobs.c.id.in_(candidates.scalar_subquery()))
+            .values(poll_owner=self.owner, poll_until=now + lease_seconds)
+            .returning(*jobs.c)
+        )
+        with self.engine.begin() as c:
+            claimed = _all(c.execute(claim))
+        claimed.sort(key=_order_key)
+        return claimed
+
+    def release_poll(self, job_id: str) -> None:
+        """Stop polling a job (this run gave up on it): another worker, or the next run, takes it."""
+        with self.engine.begin() as c:
+            c.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.poll_owner == self.owner)
+                .values(poll_owner=None, poll_until=None)
+            )
+
+    # -- batches across workers ----------------------------------------------------------------------------
+    def batches_with_work(self, only: Sequence[str] | None = None) -> list[Record]:
+        """Batches a worker should work on, highest priority first, then oldest: not cancelled, and
+        with jobs left to create, watch or save, or with planning left (the `planned_at` of such a
+        batch is None). Paused batches are included: their paid tasks are still watched and saved."""
+        open_states = [PENDING, SUBMITTING, RUNNING, SUCCEEDED]
+        busy = exists(select(jobs.c.id).where(jobs.c.batch_id == batches.c.id, jobs.c.state.in_(open_states)))
+        query = (
+            select(batches)
+            .where(batches.c.cancelled_at.is_(None) | busy, busy | batches.c.planned_at.is_(None))
+            .order_by(batches.c.priority.desc(), batches.c.created_at)
+        )
+        if only:
+            query = query.where(batches.c.id.in_(list(only)))
+        with self._read() as c:
+            return _all(c.execute(query))
+
+    def set_priority(self, batch_id: str, priority: int) -> None:
+        with self.engine.begin() as c:
+            c.execute(update(batches).where(batches.c.id == batch_id).values(priority=priority))
+
+    def cancel_batch(self, batch_id: str) -> int:
+        """Cancel a batch: its pending jobs become `abandoned` (never sent), and nothing new starts.
+        Tasks already at Kie are paid for, so they are still watched and saved. Returns how many jobs
+        were abandoned."""
+        now = self.now()
+        with self.engine.begin() as c:
+            c.execute(
+                update(batches)
+                .where(batches.c.id == batch_id)
+                .values(cancelled_at=now, paused_reason="cancelled")
+            )
+            pending = (
+                c.execute(select(jobs.c.id).where(jobs.c.batch_id == batch_id, jobs.c.state == PENDING))
+                .scalars()
+                .all()
+            )
+            for start in range(0, len(pending), _CHUNK):
+                part = list(pending[start : start + _CHUNK])
+                c.execute(
+                    update(jobs)
+                    .where(jobs.c.id.in_(part), jobs.c.state == PENDING)
+                    .values(state=ABANDONED, error_message="the batch was cancelled")
+                )
+                c.execute(
+                    insert(events),
+                    [
+                        {
+                            "job_id": job_id,
+                            "at": now,
+                            "from_state": PENDING,
+                            "to_state": ABANDONED,
+                            "detail": {"reason": "batch cancelled"},
+                        }
+                        for job_id in part
+                    ],
+                )
+        return len(pending)
 
 
 def _owner_is_dead(owner: str | None) -> bool:
@@ -1191,6 +1436,7 @@ def _upsert_batch(
     options: dict[str, Any] | None,
     *,
     planning: bool = False,
+    now: float,
 ) -> None:
     """Create the batch row, or update its output folder and options (when given) if it exists. A
     batch written in one go is planned at once; one being `planning` is not, until `mark_planned`."""
@@ -1198,7 +1444,6 @@ def _upsert_batch(
         return
     row = c.execute(select(batches.c.id).where(batches.c.id == batch_id)).first()
     if row is None:
-        now = time.time()
         c.execute(
             insert(batches).values(
                 id=batch_id,

@@ -83,12 +83,11 @@ jobs = Table(
     # Who is saving a succeeded job's files, and until when (migration 0003): one downloader per job.
     Column("download_owner", Text, nullable=True),
     Column("download_until", Float, nullable=True),
-    # Who is polling a running job, until when, and when its next status read is due (migration 0006):
-    # the poll schedule lives on the row, so a worker that takes over a dead one's task carries it on.
+    # Who is polling a running job, and until when (migration 0006): one poller per task across all
+    # workers, and a dead worker's tasks are taken over once its lease lapses. The poll schedule itself
+    # needs no column: it follows from `submitted_at` and the model's learned durations.
     Column("poll_owner", Text, nullable=True),
     Column("poll_until", Float, nullable=True),
-    Column("next_poll_at", Float, nullable=True),
-    Column("polls", Integer, nullable=False, default=0, server_default="0"),
     UniqueConstraint("batch_id", "row_key", "step", name="uq_kie_jobs_row"),
     Index("ix_kie_jobs_batch_state", "batch_id", "state"),
     Index("ix_kie_jobs_state", "state"),
@@ -207,6 +206,11 @@ marks = Table(
     Column("updated_at", Float, nullable=False),
     Index("ix_kie_marks_starred", "starred"),
 )
+
+# The gallery's newest-first pages walk this index from the last card seen (migration 0007), so a page
+# deep into a big ledger costs what the first one does; files are served and thumbnailed by hash.
+Index("ix_kie_jobs_created", jobs.c.created_at, jobs.c.id)
+Index("ix_kie_files_sha256", files.c.sha256)
 
 # A spend an agent asked for and a human must approve out of band (migration 0008): short-lived, used once.
 quotes = Table(

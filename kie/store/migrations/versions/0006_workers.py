@@ -1,4 +1,4 @@
-"""Workers on one ledger: batch priorities and cancel, poll leases and schedules on the row, a worker table.
+"""Workers on one ledger: batch priorities and cancel, poll leases on the row, a worker table.
 
 Revision ID: 0006
 Revises: 0005
@@ -23,8 +23,6 @@ def upgrade() -> None:
     with op.batch_alter_table("kie_jobs") as table:
         table.add_column(sa.Column("poll_owner", sa.Text, nullable=True))
         table.add_column(sa.Column("poll_until", sa.Float, nullable=True))
-        table.add_column(sa.Column("next_poll_at", sa.Float, nullable=True))
-        table.add_column(sa.Column("polls", sa.Integer, nullable=False, server_default="0"))
     with op.batch_alter_table("kie_files") as table:
         table.add_column(sa.Column("saved_by", sa.Text, nullable=True))
     op.create_table(
@@ -46,7 +44,7 @@ def downgrade() -> None:
     with op.batch_alter_table("kie_files") as table:
         table.drop_column("saved_by")
     with op.batch_alter_table("kie_jobs") as table:
-        for name in ("polls", "next_poll_at", "poll_until", "poll_owner"):
+        for name in ("poll_until", "poll_owner"):
             table.drop_column(name)
     with op.batch_alter_table("kie_batches") as table:
         table.drop_column("cancelled_at")

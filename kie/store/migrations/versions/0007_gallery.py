@@ -1,4 +1,4 @@
-"""The gallery's marks on results (star, reject, archive, rating, tags).
+"""The gallery's marks on results (star, reject, archive, rating, tags), and its indexes.
 
 Revision ID: 0007
 Revises: 0006
@@ -28,8 +28,12 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.Float, nullable=False),
     )
     op.create_index("ix_kie_marks_starred", "kie_marks", ["starred"])
+    op.create_index("ix_kie_jobs_created", "kie_jobs", ["created_at", "id"])
+    op.create_index("ix_kie_files_sha256", "kie_files", ["sha256"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_kie_files_sha256", table_name="kie_files")
+    op.drop_index("ix_kie_jobs_created", table_name="kie_jobs")
     op.drop_index("ix_kie_marks_starred", table_name="kie_marks")
     op.drop_table("kie_marks")
