@@ -80,6 +80,9 @@ def resolve(name: str) -> Resolved:
     data = load()
     if name in data.models:
         return Resolved(data.models[name], None, name)
+    exact = data.aliases.get(name)
+    if exact is not None:  # "Runway" the seed name, before `runway` the createTask form's id
+        return Resolved(data.models[exact.target], exact, name)
     wanted = _normalise(name)
     for model_id, spec in data.models.items():
         if model_id.lower() == wanted:

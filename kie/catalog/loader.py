@@ -62,6 +62,10 @@ def _load_models() -> dict[str, ModelSpec]:
 
 def _check_refs(data: CatalogData) -> None:
     known = data.models.keys()
+    for model_id, spec in data.models.items():
+        for what, target in (("replacement", spec.replacement), ("form_of", spec.form_of)):
+            if target is not None and target not in known and target not in data.aliases:
+                raise CatalogDataError(f"model {model_id!r}: {what} names unknown model {target!r}")
     for name, alias in data.aliases.items():
         if alias.target not in known:
             raise CatalogDataError(f"aliases.json: {name!r} points to unknown model {alias.target!r}")

@@ -6,11 +6,12 @@ Every estimate says how it was reached, so a user can check it against Kie's pri
 
 from __future__ import annotations
 
+import datetime as _dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kie.catalog.spec import ModelSpec, PriceRule
+from kie.catalog.spec import ModelSpec, Offer, PriceRule
 
 DEFAULT_USD_PER_CREDIT = 0.005  # kie-api.md §9.2: credits x 0.005 matches every observed USD price.
 
@@ -60,20 +61,47 @@ def _units(rule: PriceRule, values: Mapping[str, Any]) -> tuple[float | None, st
     return units, f"x {_key_part(units)}{unit_name}"
 
 
-def price_of(rule: PriceRule, values: Mapping[str, Any]) -> tuple[float | None, str]:
-    """Credits for one task under `rule`, with a short explanation."""
+def today() -> _dt.date:
+    return _dt.datetime.now(_dt.timezone.utc).date()
+
+
+def offer_active(offer: Offer, on: _dt.date | None = None) -> bool:
+    return (on or today()) <= _dt.date.fromisoformat(offer.ends)
+
+
+def _offer_base(offer: Offer, key: str | None) -> float | None:
+    if offer.table is not None:
+        return offer.table.get(key) if key is not None else None
+    return offer.credits
+
+
+def price_of(
+    rule: PriceRule, values: Mapping[str, Any], *, on: _dt.date | None = None
+) -> tuple[float | None, str]:
+    """Credits for one task under `rule`, with a short explanation.
+
+    A running offer replaces the regular price for the keys it covers; an ended one is ignored here
+    (and reported by `kie models check`), so a stale discount never lowers an estimate."""
+    key: str | None = None
+    shown = ""
     if rule.table is not None:
         parts = [_key_part(values.get(name)) for name in rule.by]
         key = "|".join(parts)
-        base = rule.table.get(key)
-        shown = ", ".join(f"{n}={p}" for n, p in zip(rule.by, parts, strict=False))
-        if base is None:
-            return None, f"no known price for {shown}"
-        basis = f"{_key_part(base)} credits for {shown}"
+        found = rule.table.get(key)
+        shown = " for " + ", ".join(f"{n}={p}" for n, p in zip(rule.by, parts, strict=False))
+        if found is None:
+            return None, f"no known price{shown}"
+        base = found
     else:
         assert rule.credits is not None
         base = rule.credits
-        basis = f"{_key_part(base)} credits"
+    offer_text = ""
+    if rule.offer is not None and offer_active(rule.offer, on):
+        discounted = _offer_base(rule.offer, key)
+        if discounted is not None:
+            base = discounted
+            offer_text = f" (offer until {rule.offer.ends})"
+    basis = f"{_key_part(base)} credits{shown}{offer_text}"
     if rule.per == "task":
         return base, basis
     if rule.per == "input-second":
@@ -82,6 +110,15 @@ def price_of(rule: PriceRule, values: Mapping[str, Any]) -> tuple[float | None, 
     if units is None:
         return None, unit_basis
     return base * units, f"{basis} {unit_basis}"
+
+
+def rule_values(rule: PriceRule, *, on: _dt.date | None = None) -> set[float]:
+    """Every per-unit credit figure `rule` can charge now: what a published price is compared with."""
+    values = set(rule.table.values()) if rule.table is not None else {float(rule.credits or 0)}
+    offer = rule.offer
+    if offer is not None and offer_active(offer, on):
+        values |= set(offer.table.values()) if offer.table is not None else {offer.credits or 0}
+    return {float(v) for v in values}
 
 
 def estimate(

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 FieldType = Literal["string", "integer", "number", "boolean", "array", "object"]
 MediaKind = Literal["image", "video", "audio", "text"]
 Lifecycle = Literal["active", "preview", "deprecated"]
+ISODate = str
 JsonScalar = str | int | float | bool
 
 
@@ -75,6 +76,28 @@ class Endpoint(_Strict):
     requires_callback: bool = False
 
 
+class Offer(_Strict):
+    """A time-limited price Kie advertises (its pages call it `pricingDesc`), kept with its end date.
+
+    A price copied during an offer silently goes stale when the offer ends, so the regular price stays
+    the rule's base and the offer replaces it only until `ends` (inclusive, UTC). After that the estimate
+    uses the regular price and `kie models check` reports the expired offer. `table` may name only the
+    keys the offer covers; other keys keep the regular price.
+    """
+
+    credits: float | None = None
+    table: dict[str, float] | None = None
+    ends: ISODate = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
+    source: str
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _one_base(self) -> Offer:
+        if (self.credits is None) == (self.table is None):
+            raise ValueError("an offer needs exactly one of `credits` or `table`")
+        return self
+
+
 class PriceRule(_Strict):
     """How many credits one task costs.
 
@@ -94,6 +117,7 @@ class PriceRule(_Strict):
     units_default: float | None = None
     source: str
     note: str | None = None
+    offer: Offer | None = None
 
     @model_validator(mode="after")
     def _one_base(self) -> PriceRule:
@@ -151,6 +175,17 @@ class ModelSpec(_Strict):
     notes: tuple[str, ...] = ()
     sources: tuple[str, ...] = Field(
         default=(), description="Where the notes' facts come from; for maintainers, not shown by default."
+    )
+    source: str | None = Field(
+        default=None,
+        description="Where the schema comes from, with the date it was read; for maintainers only.",
+    )
+    replacement: str | None = Field(
+        default=None, description="The model to use instead, for a deprecated or vanished model."
+    )
+    form_of: str | None = Field(
+        default=None,
+        description="For a product API's createTask form: the model whose follow-ups and price it shares.",
     )
 
     @model_validator(mode="after")

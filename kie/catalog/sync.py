@@ -32,6 +32,7 @@ class PriceRow:
     description: str
     credits: float
     unit: str
+    offer_text: str = ""
 
 
 def _rows(records: list[dict[str, Any]]) -> list[PriceRow]:
@@ -50,6 +51,7 @@ def _rows(records: list[dict[str, Any]]) -> list[PriceRow]:
                     str(record.get("modelDescription", "")),
                     credits,
                     str(record.get("creditUnit", "")).strip(),
+                    str(record.get("pricingDesc") or record.get("discountDesc") or "").strip(),
                 )
             )
     return rows
@@ -58,17 +60,23 @@ def _rows(records: list[dict[str, Any]]) -> list[PriceRow]:
 def fetch(
     client: httpx.Client | None = None, *, url: str = PRICING_URL, page_size: int = 100
 ) -> list[PriceRow]:
+    return _rows(fetch_records(client, url=url, page_size=page_size))
+
+
+def fetch_records(
+    client: httpx.Client | None = None, *, url: str = PRICING_URL, page_size: int = 100
+) -> list[dict[str, Any]]:
     """All pricing rows; raises `TransportError` with one clear sentence when offline."""
     owned = client is None
     http = client or httpx.Client(timeout=15)
-    rows: list[PriceRow] = []
+    rows: list[dict[str, Any]] = []
     try:
         page = 1
         while True:
             response = http.post(url, json={"pageNum": page, "pageSize": page_size})
             body = response.json()
             data = body.get("data") or {}
-            rows.extend(_rows(data.get("records") or []))
+            rows.extend(r for r in data.get("records") or [] if isinstance(r, dict))
             if page >= int(data.get("pages") or 1):
                 break
             page += 1
@@ -81,6 +89,21 @@ def fetch(
         if owned:
             http.close()
     return rows
+
+
+def fetch_text(client: httpx.Client | None, url: str, what: str) -> str:
+    """A public text source (llms.txt, a sitemap, a JSON list); `TransportError` in one sentence."""
+    owned = client is None
+    http = client or httpx.Client(timeout=15, follow_redirects=True)
+    try:
+        response = http.get(url)
+        response.raise_for_status()
+        return response.text
+    except httpx.HTTPError as exc:
+        raise TransportError(f"Could not read {what} at {url} ({exc.__class__.__name__}).") from exc
+    finally:
+        if owned:
+            http.close()
 
 
 @dataclass(frozen=True)

@@ -139,16 +139,43 @@ def unstorable(value: Any, root: str = "") -> tuple[str, str] | None:
 
 @dataclass(frozen=True)
 class ValidatedInput:
-    """A checked input: defaults filled, types normalised; `passthrough` lists unchecked extra keys."""
+    """A checked input, types normalised; `passthrough` lists unchecked extra keys.
+
+    `input` is what is sent: the fields the user set, plus the documented default of every field the
+    price depends on (so Kie charges what was estimated) and of every field Kie requires. Other
+    defaults are left to Kie, which applies its own: a copy of a default that drifted from the docs
+    would otherwise silently override Kie's. `effective` is the input with every documented default,
+    the one the checks and the price were computed on; `defaulted` names the defaults applied there.
+    """
 
     model: ModelSpec
     input: dict[str, Any]
     defaulted: tuple[str, ...] = ()
     passthrough: tuple[str, ...] = ()
+    effective: dict[str, Any] | None = None
 
     @property
     def model_id(self) -> str:
         return self.model.id
+
+    @property
+    def checked(self) -> dict[str, Any]:
+        return dict(self.effective if self.effective is not None else self.input)
+
+
+def price_fields(model: ModelSpec) -> frozenset[str]:
+    """The input fields a model's price depends on (implied endpoint fields excluded)."""
+    rule = model.price
+    if rule is None:
+        return frozenset()
+    named = {*rule.by, *([rule.units_field] if rule.units_field else [])}
+    return frozenset(n for n in named if n in model.fields and n not in model.endpoint.fixed)
+
+
+def wire_defaults(model: ModelSpec) -> frozenset[str]:
+    """Fields whose documented default goes on the wire when the user leaves them out."""
+    required = {name for name, spec in model.fields.items() if spec.required}
+    return price_fields(model) | frozenset(required)
 
 
 def _is_url(value: str) -> bool:
@@ -447,4 +474,6 @@ def validate(
 
     if checker.issues:
         raise ValidationError.from_issues(model.id, checker.issues)
-    return ValidatedInput(model, clean, tuple(defaulted), tuple(passthrough))
+    keep = wire_defaults(model)
+    sent = {k: v for k, v in clean.items() if k not in defaulted or k in keep}
+    return ValidatedInput(model, sent, tuple(defaulted), tuple(passthrough), effective=clean)

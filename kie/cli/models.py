@@ -48,6 +48,7 @@ def model_summary(spec: ModelSpec) -> dict[str, Any]:
         "quality": spec.traits.quality,
         "status": spec.status,
         "endpoint": spec.endpoint.create,
+        **({"replacement": spec.replacement} if spec.replacement else {}),
     }
 
 
@@ -152,6 +153,7 @@ def show_model(
                 "price_rule": _rule_json(spec.price, sources),
                 "traits": spec.traits.model_dump(),
                 "aliases": aliases,
+                "form_of": spec.form_of,
                 "notes": list(spec.notes),
                 **({"sources": _sources(resolved, spec)} if sources else {}),
             }
@@ -160,6 +162,14 @@ def show_model(
     if resolved.alias is not None:
         console.print(f"[dim]{model!r} is an alias of {spec.id}.[/] {resolved.alias.note or ''}")
     console.print(f"[bold]{spec.name}[/]  ({spec.id})  {spec.status}")
+    if spec.status == "deprecated":
+        instead = f"; use {spec.replacement} instead" if spec.replacement else ""
+        console.print(f"[yellow]Deprecated at Kie{instead}.[/] It stays callable while Kie serves it.")
+    if spec.form_of:
+        console.print(
+            f"The createTask form of {spec.form_of}: the same follow-ups and price, "
+            "on POST /api/v1/jobs/createTask."
+        )
     console.print(
         f"{spec.media} · {', '.join(spec.capabilities)} · vendor {spec.vendor or '?'}"
         f" · docs {spec.docs_url or '—'}"
@@ -201,6 +211,8 @@ def show_model(
         console.print(f"price: {price_text(rule)} credits, {how}, {per}{source}")
         if rule.table:
             console.print("  " + "; ".join(f"{k}: {fmt_credits(v)}" for k, v in rule.table.items()))
+        if rule.offer is not None:
+            console.print("  " + _offer_text(rule))
     t = spec.traits
     console.print(
         f"speed {t.speed}/5 (~{int(t.typical_seconds)} s) · quality {t.quality}/5"
@@ -215,6 +227,20 @@ def show_model(
             console.print(f"[dim]source of {escape(where)}:[/] {escape(text)}")
 
 
+def _offer_text(rule: PriceRule) -> str:
+    from kie.catalog.pricing import offer_active
+
+    offer = rule.offer
+    assert offer is not None
+    if offer.table is not None:
+        shown = "; ".join(f"{k}: {fmt_credits(v)}" for k, v in offer.table.items())
+    else:
+        shown = fmt_credits(offer.credits)
+    if offer_active(offer):
+        return f"offer until {offer.ends}: {shown} (used until then)"
+    return f"offer ended {offer.ends} ({shown}); the regular price is used"
+
+
 def _sources(resolved: Any, spec: ModelSpec) -> dict[str, str]:
     """Where each fact comes from, for maintainers checking the catalogue (`--sources`)."""
     found: dict[str, str] = {}
@@ -227,6 +253,10 @@ def _sources(resolved: Any, spec: ModelSpec) -> dict[str, str]:
             found[f"field {name}"] = field.source
     if spec.price is not None and spec.price.source:
         found["price"] = spec.price.source
+    if spec.price is not None and spec.price.offer is not None:
+        found["offer"] = spec.price.offer.source
+    if spec.source:
+        found["schema"] = spec.source
     return found
 
 
@@ -285,3 +315,111 @@ def sync_prices(
         console.print(f"Saved to {saved}; estimates now use them where the catalogue had no price.")
     elif report.filled:
         console.print("Run again with --apply to use them.")
+
+
+_KIND_TITLES = {
+    "new": "new at Kie, missing here",
+    "gone": "here, and gone at Kie",
+    "price": "price different",
+    "offer": "offer with an end date, not recorded here",
+    "expired-offer": "offer that has ended (its price is not used)",
+    "schema": "input fields added or removed at Kie",
+}
+DRIFT = 3
+
+
+@models_app.command("check")
+def check_models(
+    probe: Annotated[
+        bool,
+        typer.Option(
+            "--probe",
+            help="Also ask Kie whether each new or gone id exists (a createTask with an empty input; "
+            "needs your key). Never sent without this flag.",
+        ),
+    ] = False,
+    sandbox: Annotated[
+        bool, typer.Option("--sandbox", help="Check against the built-in sandbox's copies of the sources.")
+    ] = False,
+    sources_url: Annotated[
+        str | None,
+        typer.Option(
+            "--sources", help="Read all four sources from this host (a sandbox or a mirror).", metavar="URL"
+        ),
+    ] = None,
+    model_paths: Annotated[
+        str | None,
+        typer.Option("--model-paths", help="URL of a model-path list (JSON) to compare fields with."),
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Compare the catalogue with Kie's public sources; exit 3 when they differ (for CI)."""
+    import contextlib
+
+    import httpx
+
+    from kie.catalog import drift
+    from kie.cli.session import session
+
+    with contextlib.ExitStack() as stack:
+        settings = load_settings()
+        base_url, api_key = settings.base_url, settings.api_key
+        if sandbox:
+            sess = stack.enter_context(session(True, quiet=json_, settings=settings))
+            sources = drift.Sources.at(sess.settings.base_url)
+            base_url, api_key = sess.settings.base_url, sess.settings.api_key
+        elif sources_url:
+            sources = drift.Sources.at(sources_url)
+        else:
+            sources = drift.Sources()
+        if model_paths:
+            sources = drift.Sources(sources.pricing, sources.llms, sources.sitemap, model_paths)
+        if probe and not api_key:
+            fail(
+                "--probe sends a createTask with your key; set KIE_API_KEY (or use --sandbox) and try again."
+            )
+        http = stack.enter_context(httpx.Client(timeout=15, follow_redirects=True))
+        snap = drift.read(sources, http)
+        if not snap.read:
+            fail("None of Kie's public sources could be read; check the connection and try again.", code=1)
+        report = drift.compare(snap)
+        if probe:
+            drift.probe(report.findings, http, base_url=base_url, api_key=api_key or "")
+    ended = drift.expired_offers()
+    if json_:
+        print_json(
+            {
+                "drift": report.drift,
+                "findings": [f.as_json() for f in report.findings],
+                "sources_read": report.read,
+                "sources_failed": report.failed,
+                "offers": report.notes,
+                "ended_offers": [{"model": m, "ended": e} for m, e in ended],
+                **({"sandbox": True} if sandbox else {}),
+            }
+        )
+        raise typer.Exit(DRIFT if report.drift else 0)
+    console.print(f"Read: {', '.join(report.read)}.")
+    for name, problem in report.failed.items():
+        console.print(f"[yellow]Not read:[/] {escape(name)} ({escape(problem)})")
+    for kind, title in _KIND_TITLES.items():
+        group = [f for f in report.findings if f.kind == kind]
+        if not group:
+            continue
+        console.print(f"[bold]{title}[/] ({len(group)})")
+        for finding in group:
+            listed = f", listed {finding.listed}" if finding.listed else ""
+            seen = ", ".join(finding.sources)
+            console.print(
+                f"  {escape(finding.model)}: {escape(finding.detail)} [dim]({escape(seen)}{listed})[/]"
+            )
+            if finding.probe:
+                console.print(f"    probe: {escape(finding.probe)}")
+    for note in report.notes:
+        console.print(f"[dim]offer known here:[/] {escape(note)}")
+    for model_id, ends in ended:
+        console.print(f"[dim]offer ended {ends}, regular price used:[/] {escape(model_id)}")
+    if report.drift:
+        console.print(f"{len(report.findings)} differences between the catalogue and Kie.")
+        raise typer.Exit(DRIFT)
+    console.print("The catalogue matches Kie's sources.")

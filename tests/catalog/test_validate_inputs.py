@@ -204,6 +204,7 @@ def test_a_catalogue_range_is_still_reported_first() -> None:
 
 
 def test_a_missing_required_enum_lists_its_values() -> None:
-    message = problem("midjourney/txt2img", {"prompt": "fox"})
-    assert "`speed` is required; one of relaxed, fast, turbo" in message
+    # Midjourney's `speed`, the old example, is optional now, as Kie's API lists it (issue 14).
+    message = problem("gpt-4o-image", {"prompt": "fox"})
+    assert "`size` is required; one of 1:1, 3:2, 2:3" in message
     assert "`prompt` is required; add it to the input" in problem("midjourney/txt2img", {"speed": "fast"})

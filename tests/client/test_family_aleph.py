@@ -47,12 +47,8 @@ def test_generate_saves_the_video_and_points_at_its_thumbnail(
     cover = httpx.get(gen.status.extra["cover_url"])
     assert cover.headers["content-type"] == "image/jpeg" and cover.content[:2] == b"\xff\xd8"
     assert gen.estimate.credits == 110 and sandbox.state.spent == 110
-    assert sandbox.state.tasks[gen.task_id].request == {
-        **VALUES,
-        "aspectRatio": "21:9",
-        "seed": 42,
-        "uploadCn": False,
-    }
+    # Only what was set goes on the wire: Kie applies its own default for `uploadCn` (issue 14).
+    assert sandbox.state.tasks[gen.task_id].request == {**VALUES, "aspectRatio": "21:9", "seed": 42}
 
 
 def test_generation_failure_raises_task_failed(client: Kie, sandbox: SandboxServer) -> None:

@@ -121,3 +121,42 @@ def test_create_answer_with_and_without_record_id() -> None:
     assert family.parse_created(spec, both).task_id == "09e4987e60ef4b82c25e2650652989d6"
     created = family.parse_created(spec, {"taskId": "091fbbaa1d20d47e9576ce84d5254b18"})
     assert created.task_id == "091fbbaa1d20d47e9576ce84d5254b18" and created.status is None
+
+
+def _record(model: str, result: object) -> dict[str, object]:
+    return {
+        "taskId": "a" * 32,
+        "model": model,
+        "state": "success",
+        "param": json.dumps({"model": model, "input": json.dumps({"model": "V6"})}),
+        "resultJson": json.dumps(result),
+        "costTime": 40,
+    }
+
+
+def test_suno_on_createtask_songs_come_under_data() -> None:
+    songs = [
+        {"id": "aud-A", "audio_url": "https://cdn.test/a.mp3", "title": "Rain", "duration": 30.0},
+        {"id": "aud-B", "audio_url": "https://cdn.test/b.mp3", "title": "Rain", "duration": 31.0},
+    ]
+    status = family.parse_record(_record("ai-music-api/generate", {"code": 200, "data": songs}), "x")
+    assert status.state is TaskState.SUCCEEDED
+    assert status.result_urls == ("https://cdn.test/a.mp3", "https://cdn.test/b.mp3")
+    assert [t["id"] for t in status.extra["tracks"]] == ["aud-A", "aud-B"]  # ids for follow-ups
+    assert status.input == {"model": "V6"}
+
+
+def test_suno_on_createtask_lyrics_come_under_result_object() -> None:
+    lyrics = [{"text": "[Verse] rain", "title": "Rain", "status": "complete"}]
+    record = _record("ai-music-api/generate-lyrics", {"resultObject": {"lyricsData": lyrics}})
+    status = family.parse_record(record, "x")
+    assert status.result_urls == () and status.extra["lyrics"] == lyrics
+    assert status.extra["text"].startswith("Rain\n\n[Verse] rain")
+
+
+def test_result_urls_still_win_when_a_record_has_them() -> None:
+    result = {"resultUrls": ["https://cdn.test/x.png"], "resultObject": {"layers_data": [1]}}
+    status = family.parse_record(_record("seedream/5-pro-layer-decomposition", result), "x")
+    assert status.result_urls == ("https://cdn.test/x.png",) and status.extra["resultObject"] == {
+        "layers_data": [1]
+    }

@@ -3,6 +3,12 @@
 Shapes follow recorded real traffic (kie-api.md §3): `param` is a JSON string whose `input` is itself a
 JSON string; `resultJson` is `""` until success; `costTime` is in seconds; envelope code 501 or 408 on
 recordInfo means the task failed even though `state` may not say so.
+
+The body carries what the user set plus the fields the price depends on (and those Kie requires), and
+nothing else: Kie echoes back exactly what it was sent and applies its own defaults otherwise, so a
+copied default that drifted from Kie's would silently change the request. Suno's createTask forms
+(`ai-music-api/*`) answer in their own shape: songs under `data`, lyrics under
+`resultObject.lyricsData`.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kie.catalog.spec import ModelSpec
+from kie.catalog.validate import wire_defaults
 from kie.protocol.envelope import ApiRequest, Envelope, error_for
 from kie.protocol.families.base import Created
 from kie.protocol.task import (
@@ -35,13 +42,43 @@ FAILED_CODES = {501: "Generation failed", 408: "Upstream returned no result for 
 NOT_VISIBLE_CODES = {404, 422}
 
 
+def wire_input(spec: ModelSpec, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The `input` to send: the given values without nulls, plus the documented default of every
+    price-determining or required field that is missing (inputs validated by an older kie, or built by
+    hand, may lack them; the charge must still match the estimate)."""
+    body = {k: v for k, v in values.items() if v is not None}
+    if not spec.schema_published:
+        return body
+    for name in sorted(wire_defaults(spec)):
+        default = spec.fields[name].default
+        if name not in body and default is not None and default not in ("", [], [""]):
+            body[name] = default
+    return body
+
+
+def _music_result(result: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """Results of Suno's createTask forms: songs under `data`, lyrics under `resultObject.lyricsData`."""
+    from kie.protocol.families.suno import gather
+
+    inner = result.get("resultObject")
+    found = gather(result, inner if isinstance(inner, Mapping) else None)
+    songs = [s for s in result.get("data") or [] if isinstance(s, Mapping)]
+    for song in songs:
+        url = song.get("audio_url") or song.get("audioUrl")
+        if isinstance(url, str):
+            found.add(url)
+    if songs and "tracks" not in found.extra:
+        found.extra["tracks"] = [dict(s) for s in songs]
+    return tuple(found.urls), found.extra
+
+
 class MarketFamily:
     api = "market"
 
     def create_request(
         self, spec: ModelSpec, values: Mapping[str, Any], callback_url: str | None
     ) -> ApiRequest:
-        body: dict[str, Any] = {"model": spec.id, "input": dict(values)}
+        body: dict[str, Any] = {"model": spec.id, "input": wire_input(spec, values)}
         if callback_url:
             body["callBackUrl"] = callback_url
         return ApiRequest("POST", spec.endpoint.create, kind="create", json=body, label=f"create {spec.id}")
@@ -88,6 +125,9 @@ class MarketFamily:
         if isinstance(result, Mapping):
             urls = url_list(result.get("resultUrls"))
             extra = {k: v for k, v in result.items() if k != "resultUrls"}
+            if not urls and ("data" in result or "resultObject" in result):
+                urls, music = _music_result(result)
+                extra.update(music)
         param = loads_maybe(data.get("param"))
         values = loads_maybe(param.get("input")) if isinstance(param, Mapping) else None
         if credits is None:

@@ -25,6 +25,9 @@ SANDBOX_FAMILIES: dict[str, str] = {
     "aleph": "kie.sandbox.families.aleph:AlephSandbox",
     "luma": "kie.sandbox.families.luma:LumaSandbox",
     "suno": "kie.sandbox.families.suno:SunoSandbox",
+    # Not an API family: fixtures of Kie's public sources (pricing feed, docs index, sitemap, model
+    # paths) for `kie models check`, mounted the same way so the app needs no change.
+    "sources": "kie.sandbox.sources:SourcesSandbox",
 }
 
 

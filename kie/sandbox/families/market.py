@@ -4,6 +4,10 @@ Shapes are the recorded real ones (kie-api.md §3): `param` is a JSON string wit
 `input` holding exactly the keys the client sent; `resultJson` is `""` until success; `failCode` and
 `failMsg` stay null until failure; `costTime` is seconds; no `updateTime` in recordInfo; `progress`
 appears only for Sora 2 models.
+
+Every catalogue model on createTask is served, including the product APIs' createTask forms. Suno's
+forms (`ai-music-api/*`) answer as the 2026-10 docs describe: songs under `data`, lyrics under
+`resultObject.lyricsData`.
 """
 
 from __future__ import annotations
@@ -31,13 +35,39 @@ def param_string(task: SandboxTask) -> str:
     return json.dumps(param, separators=(",", ":"))
 
 
+MUSIC_PREFIX = "ai-music-api/"
+
+
+def result_object(task: SandboxTask) -> dict[str, Any]:
+    """What `resultJson` holds on success: `resultUrls`, or Suno's createTask shapes."""
+    if not task.model.startswith(MUSIC_PREFIX):
+        return {"resultUrls": task.result_urls}
+    if task.model == f"{MUSIC_PREFIX}generate-lyrics":
+        from kie.sandbox.families.suno import lyric_text
+
+        prompt = str(task.input.get("prompt") or "")
+        items = []
+        for index in range(max(1, len(task.result_urls))):
+            title, text = lyric_text(prompt, index)
+            items.append({"text": text, "title": title, "status": "complete", "error_message": ""})
+        return {"resultObject": {"lyricsData": items}}
+    if task.result_urls and all(url.endswith((".mp3", ".wav")) for url in task.result_urls):
+        title = str(task.input.get("title") or "Untitled")
+        songs = [
+            {"id": f"{task.task_id[:24]}{index:08d}", "audio_url": url, "title": title, "duration": 30.0}
+            for index, url in enumerate(task.result_urls)
+        ]
+        return {"data": songs}
+    return {"resultUrls": task.result_urls}
+
+
 def record(task: SandboxTask) -> dict[str, Any]:
     data: dict[str, Any] = {
         "taskId": task.task_id,
         "model": task.model,
         "state": task.state,
         "param": param_string(task),
-        "resultJson": json.dumps({"resultUrls": task.result_urls}) if task.state == "success" else "",
+        "resultJson": json.dumps(result_object(task)) if task.state == "success" else "",
         "failCode": task.fail_code if task.state == "fail" else None,
         "failMsg": task.fail_msg if task.state == "fail" else None,
         "costTime": task.cost_time if task.terminal else None,
