@@ -504,7 +504,23 @@ def sandbox_cmd(
     webhook_key: Annotated[
         str | None, typer.Option("--webhook-key", help="Sign callbacks with this HMAC key.")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed for timings and random faults.")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seed for timings and faults: the same seed and batch meet the same faults.")
+    ] = 0,
+    faults: Annotated[
+        str | None,
+        typer.Option(
+            "--faults",
+            help="Fault rates as NAME=RATE pairs, e.g. 'create.429=0.02,download.truncate=0.02'.",
+        ),
+    ] = None,
+    recordinfo_fields: Annotated[
+        str | None,
+        typer.Option(
+            "--recordinfo-fields",
+            help="'2026-09' adds the newer documented fields (updateTime, progress, creditsConsumed, …).",
+        ),
+    ] = None,
     rate_limit: Annotated[
         str, typer.Option("--rate-limit", help="Creates per window as N/SECONDS, or 'off'.")
     ] = "20/10",
@@ -522,11 +538,22 @@ def sandbox_cmd(
     ] = False,
 ) -> None:
     """Run a local Kie.ai: same paths, shapes and quirks, no account, no credits."""
+    from kie.sandbox.faults import parse_plan
+    from kie.sandbox.recorded import RECORDINFO_FIELD_SETS
     from kie.sandbox.server import SandboxServer, sample_key, serve_forever
     from kie.sandbox.state import SandboxConfig
 
     if time_scale <= 0:
         fail("--time-scale must be greater than 0; 1 is real time, 0.1 makes a 30 s image take 3 s.")
+    try:
+        parse_plan(faults)
+    except KieError as exc:
+        fail(exc)
+    if recordinfo_fields is not None and recordinfo_fields not in RECORDINFO_FIELD_SETS:
+        fail(
+            f"--recordinfo-fields must be {' or '.join(RECORDINFO_FIELD_SETS)}, not {recordinfo_fields!r}; "
+            "leave it out for the recorded shapes."
+        )
     keys = tuple(api_key or ()) or (sample_key(),)
     config = SandboxConfig(
         api_keys=keys,
@@ -539,6 +566,8 @@ def sandbox_cmd(
         status_rate_limit=_limit("--status-rate-limit", status_rate_limit),
         max_running=max_running,
         max_image_side=max_image_side,
+        faults=faults,
+        recordinfo_fields=recordinfo_fields,
     )
     try:
         server = SandboxServer(config, host=host, port=port)

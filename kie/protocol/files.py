@@ -167,6 +167,9 @@ class FileSink:
         if self._size == 0:
             part.unlink(missing_ok=True)
             raise ValueError("download was empty")
+        if looks_like_html(self._head):
+            part.unlink(missing_ok=True)
+            raise ValueError("the file host sent an HTML page instead of the file")
         ext = sniff_extension(self._head, self.content_type, self.url)
         final = self.directory / f"{self.stem}.{ext}"
         digest = self._hash.hexdigest()
@@ -189,6 +192,13 @@ class FileSink:
         if self._part is not None:
             self._part.unlink(missing_ok=True)
             self._part = None
+
+
+def looks_like_html(head: bytes) -> bool:
+    """An error page where a result was due: a CDN or proxy answering 200 with HTML. Kie's results are
+    media, text or JSON files, never HTML, so such a body is refused and fetched again."""
+    start = head.lstrip().lower()
+    return start.startswith((b"<!doctype html", b"<html"))
 
 
 def _place(part: Path, final: Path) -> bool:

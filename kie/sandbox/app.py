@@ -3,7 +3,8 @@
 One app serves the API paths (`/api/v1/...`), the upload paths (`/api/file-*-upload`), result and
 upload files (`/files/...`), temporary download links (`/dl/<token>`) and the sandbox-only
 introspection API (`/_sandbox/...`). Each API family is one module registering its routes; the Market
-family is `market.py`.
+family is `market.py`. Status reads of every family pass the named status faults first, and result
+downloads the named download faults (`kie.sandbox.injection`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import binascii
 import contextlib
 import mimetypes
 import secrets
-import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from typing import Any
@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from kie.sandbox import media
+from kie.sandbox import injection, media
 from kie.sandbox.engine import Engine, is_loopback
 from kie.sandbox.families import load_families
 from kie.sandbox.http import authorise, envelope, public_url, request_fault
@@ -41,7 +41,7 @@ class Sandbox:
         families, family_routes = load_families(self.state, self.engine)
         self.families.update(families)
         routes = [
-            *family_routes,
+            *injection.with_status_faults(self.state, family_routes),
             Route("/api/v1/chat/credit", self.credit, methods=["GET"]),
             Route("/api/v1/common/download-url", self.download_url, methods=["POST"]),
             Route("/api/file-stream-upload", self.stream_upload, methods=["POST"]),
@@ -51,6 +51,7 @@ class Sandbox:
             Route("/dl/{token}", self.serve_link, methods=["GET", "HEAD"]),
             Route("/_sandbox/state", self.introspect, methods=["GET"]),
             Route("/_sandbox/faults", self.add_fault, methods=["POST"]),
+            Route("/_sandbox/keys/revoke", self.revoke_key, methods=["POST"]),
             Route("/_sandbox/credits", self.set_credits, methods=["POST"]),
         ]
         self.app = Starlette(routes=routes, lifespan=self._lifespan)
@@ -102,7 +103,7 @@ class Sandbox:
         mime_type = mime or (mimetypes.guess_type(name)[0] if name else None) or "application/octet-stream"
         if name is None:
             ext = (mimetypes.guess_extension(mime_type) or ".bin").lstrip(".")
-            name = f"{int(time.time() * 1000)}-{secrets.token_hex(5)}.{ext}"
+            name = f"{state.now_ms()}-{secrets.token_hex(5)}.{ext}"
         name = name.replace("/", "_")
         file_path = f"kieai/{state.config.user_id}/{upload_path.strip('/')}/{name}"
         now = state.now()
@@ -116,7 +117,11 @@ class Sandbox:
             ),
         )
         base = public_url(request, state.config.upload_public_url or state.config.public_url)
-        uploaded_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        uploaded_at = (
+            datetime.fromtimestamp(state.clock.seconds(now), tz=timezone.utc)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z")
+        )
         return envelope(
             state,
             200,
@@ -211,6 +216,9 @@ class Sandbox:
             with self.state.lock:
                 stored.data, stored.content_type = data, content_type
         assert stored.data is not None
+        fault = injection.download_fault(self.state, path) if request.method == "GET" else None
+        if fault is not None:
+            return injection.fault_response(self.state, fault, stored, stored.data)
         body = b"" if request.method == "HEAD" else stored.data
         return Response(
             body, media_type=stored.content_type, headers={"content-length": str(len(stored.data))}
@@ -233,12 +241,27 @@ class Sandbox:
         return JSONResponse(self.state.snapshot())
 
     async def add_fault(self, request: Request) -> Response:
+        """`{"name": "download.403", "times": 2}` plans a named fault; `{"endpoint", "kind", ...}` the
+        older per-endpoint kinds."""
         body = await _json(request)
+        if "name" in body:
+            try:
+                self.state.plan_named(str(body["name"]), int(body.get("times", 1)))
+            except (TypeError, ValueError) as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+            return JSONResponse({"ok": True, "fault": {"name": body["name"], "times": body.get("times", 1)}})
         try:
             fault = self.state.inject(**body)
         except TypeError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         return JSONResponse({"ok": True, "fault": fault.__dict__})
+
+    async def revoke_key(self, request: Request) -> Response:
+        """`{"key": "sk-…"}`: from now on that key gets 401 everywhere, as a key deleted in the dashboard."""
+        key = (await _json(request)).get("key")
+        if not isinstance(key, str) or key not in self.state.config.api_keys:
+            return JSONResponse({"error": "key must be one of the sandbox's API keys"}, status_code=400)
+        return JSONResponse({"ok": True, "revoked": self.state.revoke(key)})
 
     async def set_credits(self, request: Request) -> Response:
         body = await _json(request)

@@ -69,7 +69,7 @@ def authorise(
 ) -> tuple[str | None, Response | None]:
     """The caller's key id, or the 401 answer Kie gives (HTTP 200 unless strict mode)."""
     key = bearer(request)
-    if key is None or key not in state.config.api_keys:
+    if key is None or key not in state.config.api_keys or state.key_id(key) in state.revoked:
         msg = "Authentication failed: Invalid API Key" if upload else UNAUTHORIZED
         return None, envelope(state, 401, msg, upload=upload)
     return state.key_id(key), None
@@ -102,10 +102,13 @@ async def request_fault(
     if fault.kind == "drop":
         return fault, DroppedResponse()
     if fault.kind == "malformed":
-        return fault, Response(
-            b"<html><body>502 Bad Gateway</body></html>", status_code=200, media_type="text/html"
-        )
+        return fault, malformed()
     return fault, None
+
+
+def malformed() -> Response:
+    """A proxy's error page with HTTP 200: not an envelope at all."""
+    return Response(b"<html><body>502 Bad Gateway</body></html>", status_code=200, media_type="text/html")
 
 
 def public_url(request: Request, configured: str | None) -> str:

@@ -1,8 +1,10 @@
 """Everything the sandbox remembers, and the knobs that make it behave like the real Kie.ai.
 
 One `SandboxState` per server. It is touched by request handlers on the server's event loop and read
-by tests from other threads, so every mutation happens under one lock. Times are real seconds
-multiplied by `time_scale`: 0.001 makes a 30-second image take 30 ms in tests, 1 is real time.
+by tests from other threads, so every mutation happens under one lock. Durations are real seconds
+multiplied by `time_scale`: 0.001 makes a 30-second image take 30 ms in tests, 1 is real time. Times the
+sandbox reports come from one virtual clock running at that scale (`kie.sandbox.clock`), and random
+faults and durations from per-request streams (`kie.sandbox.faults`), so a seed reproduces a run.
 """
 
 from __future__ import annotations
@@ -13,8 +15,12 @@ import secrets
 import threading
 import time
 from collections import Counter, defaultdict, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from kie.sandbox import faults as named
+from kie.sandbox.clock import VirtualClock
 
 FaultKind = Literal[
     "429",
@@ -72,7 +78,18 @@ class SandboxConfig:
     reserve_credits: bool = True
     max_image_side: int | None = None
     user_id: int = 136592
+    # Old-style random faults, `{"createTask:429": 0.5}` (endpoint:kind), from the shared generator.
     fault_rates: dict[str, float] = field(default_factory=dict)
+    # Named faults and rates, `"create.429=0.02,price.drift=0.1"` or a mapping (`kie.sandbox.faults`).
+    faults: str | Mapping[str, Any] | None = None
+    # "2026-09": recordInfo and callbacks carry the fields Kie's docs of 2026-09-24 list and the
+    # April recordings never show (updateTime, progress, creditsConsumed; firstFrameUrl, lastFrameUrl,
+    # resultObject). Off by default: today's recorded shapes stay the default.
+    recordinfo_fields: str | None = None
+    # How long a `download.stall` body hangs before the connection closes (scaled seconds).
+    stall_seconds: float = 600.0
+    # How long after a `callback.early` delivery the record shows the task finished (scaled seconds).
+    early_callback_lead: float = 30.0
     public_url: str | None = None
     upload_public_url: str | None = None
 
@@ -105,6 +122,11 @@ class SandboxTask:
     expire_urls: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
     history: list[tuple[str, float]] = field(default_factory=list)
+    content_key: str = ""
+    planned: list[str] = field(default_factory=list)  # named faults this task will meet
+    injected: list[str] = field(default_factory=list)  # named faults it met, in order
+    estimate: float = 0.0
+    signed_at: int | None = None  # the last callback signature timestamp
 
     @property
     def terminal(self) -> bool:
@@ -172,6 +194,13 @@ class SandboxState:
         self.spent = 0.0
         self.held = 0.0
         self.started = time.monotonic()
+        self.clock = VirtualClock(config.time_scale, mono=self.started)
+        self.fault_plan = named.parse_plan(config.faults)
+        self.streams: dict[str, random.Random] = {}
+        self.planned_named: Counter[str] = Counter()
+        self.injected: Counter[str] = Counter()
+        self.injected_by_input: dict[str, list[str]] = defaultdict(list)
+        self.revoked: set[str] = set()
 
     # -- identities and counters ------------------------------------------------------------------
     @staticmethod
@@ -181,6 +210,17 @@ class SandboxState:
 
     def now(self) -> float:
         return time.monotonic()
+
+    def now_ms(self, mono: float | None = None) -> int:
+        """Virtual epoch milliseconds (at `mono`, else now): the only source of reported times."""
+        return self.clock.ms(mono)
+
+    def revoke(self, key: str) -> str:
+        """Revoke an API key: every later request with it gets Kie's 401, as after a key is deleted."""
+        key_id = self.key_id(key)
+        with self.lock:
+            self.revoked.add(key_id)
+        return key_id
 
     def count(self, endpoint: str, key_id: str, **details: Any) -> None:
         with self.lock:
@@ -217,6 +257,79 @@ class SandboxState:
                     return Fault(endpoint, kind)  # type: ignore[arg-type]
         return None
 
+    # -- named faults -----------------------------------------------------------------------------
+    def plan_named(self, name: str, times: int = 1) -> None:
+        """Plan `name` for the next `times` create attempts (create faults) or new tasks (others)."""
+        if name not in named.FAULTS:
+            raise ValueError(f"unknown fault {name!r}; use one of: {', '.join(named.FAULTS)}")
+        with self.lock:
+            self.planned_named[name] += max(1, int(times))
+
+    def stream_for(self, key: str) -> random.Random:
+        with self.lock:
+            rng = self.streams.get(key)
+            if rng is None:
+                rng = self.streams[key] = named.stream(self.config.seed, key)
+            return rng
+
+    def create_fault(self, key: str) -> str | None:
+        """The named fault of one create attempt for the request with content `key`: a planned one
+        first, else a draw from the request's own stream (always made, so planned faults do not shift
+        the seeded sequence)."""
+        rates = self.fault_plan.rates
+        with self.lock:
+            drawn = named.draw_create(self.stream_for(key), rates) if rates else None
+            for name in named.CREATE_FAULTS:
+                if self.planned_named[name] > 0:
+                    self.planned_named[name] -= 1
+                    drawn = name
+                    break
+            if drawn is not None:
+                self.record_injected(key, drawn)
+            return drawn
+
+    def plan_task(self, task: SandboxTask) -> None:
+        """Draw everything random about a new task from its request's stream, in a fixed order: its
+        duration factor, then the faults it will meet (planned ones added)."""
+        with self.lock:
+            rng = self.stream_for(task.content_key)
+            factor = self.duration_factor(rng)
+            chosen = named.draw_task(rng, self.fault_plan.rates) if self.fault_plan.rates else []
+            for name in named.TASK_FAULTS:
+                if self.planned_named[name] > 0 and name not in chosen:
+                    if name in named.TERMINAL_FAULTS and any(c in named.TERMINAL_FAULTS for c in chosen):
+                        continue
+                    self.planned_named[name] -= 1
+                    chosen.append(name)
+            task.planned = chosen
+            task.extra["duration_factor"] = factor
+
+    def meets(self, task: SandboxTask, name: str) -> bool:
+        """Whether the task was planned to meet `name` and has not met it yet."""
+        with self.lock:
+            return name in task.planned and name not in task.injected
+
+    def fire(self, task: SandboxTask, name: str) -> bool:
+        """Mark a planned fault as met (once); False when it was not planned or already met."""
+        with self.lock:
+            if name not in task.planned or name in task.injected:
+                return False
+            task.injected.append(name)
+            self.record_injected(task.content_key, name)
+            return True
+
+    def record_injected(self, key: str, name: str) -> None:
+        with self.lock:
+            self.injected[name] += 1
+            self.injected_by_input[key].append(name)
+
+    def charge_for(self, task: SandboxTask, *, failed: bool) -> float:
+        """What a finished task costs: the estimate moved by `price.drift`; a failed task nothing,
+        unless it meets `charge_failed`."""
+        if failed and not self.fire(task, "charge_failed"):
+            return 0.0
+        return round(task.estimate * (1.0 + self.fault_plan.price_drift), 4)
+
     # -- rate limits ------------------------------------------------------------------------------
     def allow_create(self, key_id: str) -> bool:
         limit = self.config.rate_limit
@@ -227,6 +340,13 @@ class SandboxState:
                 key_id, SlidingWindow(limit[0], self.config.scaled(limit[1]))
             )
             return window.allow(self.now())
+
+    def refund_create(self, key_id: str) -> None:
+        """Take back the create window's latest event: that create was rejected by a fault instead."""
+        with self.lock:
+            window = self.create_windows.get(key_id)
+            if window is not None and window.events:
+                window.events.pop()
 
     def allow_status(self, key_id: str) -> bool:
         limit = self.config.status_rate_limit
@@ -242,24 +362,29 @@ class SandboxState:
     def new_task_id(self) -> str:
         return secrets.token_hex(16)
 
-    def plan_duration(self, typical_seconds: float) -> tuple[float, float]:
-        """(waiting, generating) scaled seconds; together they follow the model's typical total time,
-        as Kie's `costTime` covers the whole task, queue included."""
+    def duration_factor(self, rng: random.Random | None = None) -> float:
         jitter = self.config.duration_jitter
-        factor = self.rng.lognormvariate(0.0, jitter) if jitter > 0 else 1.0
-        total = typical_seconds * factor
+        source = rng or self.rng
+        with self.lock:
+            return source.lognormvariate(0.0, jitter) if jitter > 0 else 1.0
+
+    def plan_duration(self, typical_seconds: float, factor: float | None = None) -> tuple[float, float]:
+        """(waiting, generating) scaled seconds; together they follow the model's typical total time,
+        as Kie's `costTime` covers the whole task, queue included. `factor` is the task's own draw
+        (`plan_task`); without one it comes from the shared generator."""
+        total = typical_seconds * (self.duration_factor() if factor is None else factor)
         waiting = min(3.0, 0.1 * total)
         return self.config.scaled(waiting), self.config.scaled(total - waiting)
 
     def add_task(self, task: SandboxTask) -> None:
         with self.lock:
             self.tasks[task.task_id] = task
-            task.history.append((task.state, self.now()))
+            task.history.append((task.state, task.created_at))
 
-    def set_state(self, task: SandboxTask, state: str) -> None:
+    def set_state(self, task: SandboxTask, state: str, at: float | None = None) -> None:
         with self.lock:
             task.state = state
-            task.history.append((state, self.now()))
+            task.history.append((state, self.now() if at is None else at))
 
     def available(self) -> float:
         with self.lock:
@@ -328,9 +453,19 @@ class SandboxState:
                         "input": t.input,
                         "createTime": t.create_time,
                         "completeTime": t.complete_time,
+                        "costTime": t.cost_time,
+                        "contentKey": t.content_key,
+                        "faults": list(t.injected),
                     }
                     for t in self.tasks.values()
                 ],
+                "injected": dict(sorted(self.injected.items())),
+                "injectedByInput": {k: list(v) for k, v in sorted(self.injected_by_input.items())},
+                "clock": {
+                    "timeScale": self.config.time_scale,
+                    "startedAt": self.now_ms(self.started),
+                    "now": self.now_ms(),
+                },
                 "requests": [
                     {"endpoint": ep, "key": key, "count": n} for (ep, key), n in sorted(self.requests.items())
                 ],
@@ -345,4 +480,7 @@ class SandboxState:
                     for c in self.callbacks
                 ],
                 "faults": [f.__dict__ for f in self.faults],
+                "plannedFaults": {k: n for k, n in sorted(self.planned_named.items()) if n > 0},
+                "faultRates": dict(self.fault_plan.rates),
+                "priceDrift": self.fault_plan.price_drift,
             }

@@ -3,11 +3,15 @@
 A family's create handler calls `gate` (auth, request counting, injected faults, the account rate
 limit), parses its own body, then `launch` (catalogue validation, the 402 credit check, the task and its
 timeline, the dropped-connection fault). Only the body shape and the answer shape are family-specific.
+
+Named create faults (`kie.sandbox.faults`) are drawn in `gate` from the stream of the request's content,
+so each row of a batch meets the same create faults under any concurrency; the ones that strike after
+the task exists (`create.500_after`, `create.drop_after_create`) are answered by `launch`.
 """
 
 from __future__ import annotations
 
-import time
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,8 +22,18 @@ from starlette.responses import Response
 from kie import catalog
 from kie.catalog.spec import ModelSpec
 from kie.errors import KieError
+from kie.sandbox import faults as named
 from kie.sandbox.engine import Engine
-from kie.sandbox.http import DroppedResponse, authorise, envelope, public_url, request_fault
+from kie.sandbox.http import (
+    REJECTIONS,
+    DroppedResponse,
+    authorise,
+    envelope,
+    malformed,
+    public_url,
+    request_fault,
+)
+from kie.sandbox.recorded import echo_input, running_state
 from kie.sandbox.state import Fault, SandboxState, SandboxTask
 
 RATE_LIMITED = "The request rate is too high; the request was rejected and not queued."
@@ -29,6 +43,8 @@ RATE_LIMITED = "The request rate is too high; the request was rejected and not q
 class Admitted:
     key_id: str
     fault: Fault | None
+    content_key: str = ""
+    named_fault: str | None = None  # a named create fault that strikes after the task exists
 
 
 def client_port(request: Request) -> int | None:
@@ -52,7 +68,37 @@ async def gate(
     if rate_limited and not state.allow_create(key_id):
         state.count(f"{endpoint}:429", key_id)
         return envelope(state, 429, RATE_LIMITED)
-    return Admitted(key_id, fault)
+    # Drawn only for requests the limit let through, so a limit hit (a matter of timing) never shifts
+    # the request's stream; a rejection drawn here gives its place in the window back.
+    key = named.content_key(await _peek_json(request))
+    name = state.create_fault(key)
+    if name is not None and name not in AFTER_CREATE:
+        if rate_limited:
+            state.refund_create(key_id)
+        state.count(f"{endpoint}:{name}", key_id)
+        return _create_fault_answer(state, name)
+    return Admitted(key_id, fault, key, name)
+
+
+AFTER_CREATE = ("create.500_after", "create.drop_after_create")
+
+
+def _create_fault_answer(state: SandboxState, name: str) -> Response:
+    kind = name.removeprefix("create.")
+    if kind in REJECTIONS:
+        code, msg = REJECTIONS[kind]
+        return envelope(state, code, msg)
+    if kind == "drop":
+        return DroppedResponse()
+    return malformed()
+
+
+async def _peek_json(request: Request) -> Any:
+    """The request's JSON body (Starlette keeps it for the handler), or None."""
+    try:
+        return json.loads(await request.body())
+    except (ValueError, ClientDisconnect):
+        return None
 
 
 async def json_body(request: Request) -> dict[str, Any] | None:
@@ -83,25 +129,39 @@ def launch(
     price = est.credits_each if est.credits_each is not None else state.config.unknown_price_credits
     if state.available() < price:
         return envelope(state, 402, "Credits insufficient. Please top up and try again.")
+    created_at = state.now()
+    market = spec.endpoint.api == "market"
     task = SandboxTask(
         task_id=state.new_task_id(),
         model=spec.id,
         api=spec.endpoint.api,
         key_id=admitted.key_id,
         request=dict(body),
-        input=dict(values),
+        input=echo_input(values) if market else dict(values),
         callback_url=callback_url if isinstance(callback_url, str) and callback_url else None,
-        create_time=int(time.time() * 1000),
-        created_at=state.now(),
+        create_time=state.now_ms(created_at),
+        created_at=created_at,
+        state=running_state(spec) if market else "waiting",
+        content_key=admitted.content_key or named.content_key(dict(body)),
+        estimate=price,
     )
-    task.wait_seconds, task.generate_seconds = state.plan_duration(spec.traits.typical_seconds)
+    state.plan_task(task)
+    task.wait_seconds, task.generate_seconds = state.plan_duration(
+        spec.traits.typical_seconds, task.extra["duration_factor"]
+    )
     state.hold(task, price)
     task.fail_planned = state.take_fault("generation", ("fail_generation",))
     task.expire_urls = state.take_fault("results", ("expire_urls",)) is not None
+    if admitted.named_fault is not None:
+        task.injected.append(admitted.named_fault)
     state.add_task(task)
     engine.start(task, spec, public_url(request, state.config.public_url))
     if admitted.fault is not None and admitted.fault.kind == "drop_after_create":
         return DroppedResponse()
+    if admitted.named_fault == "create.drop_after_create":
+        return DroppedResponse()
+    if admitted.named_fault == "create.500_after":
+        return envelope(state, *REJECTIONS["500"])
     return task
 
 

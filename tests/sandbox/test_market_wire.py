@@ -65,7 +65,7 @@ def test_record_lifecycle_and_field_types(sandbox: SandboxServer) -> None:
     assert isinstance(done["costTime"], int) and done["costTime"] >= 1
     assert isinstance(done["completeTime"], int) and done["completeTime"] >= done["createTime"]
     states = [s for s, _ in sandbox.state.tasks[task_id].history]
-    assert states[0] == "waiting" and states[-2:] == ["generating", "success"]
+    assert states == ["waiting", "success"]  # one state for the whole task, as recorded for this model
 
 
 def test_unknown_and_missing_task_ids(sandbox: SandboxServer) -> None:

@@ -18,6 +18,10 @@ APPENDIX_C = json.loads((Path(__file__).parents[1] / "catalog" / "appendix_c.jso
 # grok extend/upscale refer to a grok task id; like Kie, the sandbox accepts any id at create.
 
 
+def coerced(values: dict) -> dict:
+    return {k: (int(v) if isinstance(v, str) and v.isdigit() else v) for k, v in values.items()}
+
+
 def api(sandbox: SandboxServer, headers: dict[str, str] | None = None) -> httpx.Client:
     auth = headers if headers is not None else {"Authorization": f"Bearer {sandbox.api_key}"}
     return httpx.Client(base_url=sandbox.url, headers=auth, timeout=10, transport=sync_transport())
@@ -37,7 +41,8 @@ def test_appendix_c_requests_are_accepted_and_finish(sandbox: SandboxServer, row
             if record["state"] == "success":
                 break
             time.sleep(0.01)
-    assert json.loads(json.loads(record["param"])["input"]) == row["body"]["input"]  # echoed exactly
+    # echoed key for key, numeric strings as numbers (`"duration": "6"` came back as 6)
+    assert json.loads(json.loads(record["param"])["input"]) == coerced(row["body"]["input"])
     urls = json.loads(record["resultJson"])["resultUrls"]
     assert urls and all(u.startswith(sandbox.url) for u in urls)
 
@@ -175,3 +180,64 @@ def test_drop_fault_cuts_the_connection_without_creating(sandbox: SandboxServer)
     with api(sandbox) as http, pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
         http.post("/api/v1/jobs/createTask", json={"model": "nano-banana-pro", "input": {"prompt": "x"}})
     assert sandbox.state.tasks == {}
+
+
+# -- timing relations and per-model states of the recorded traffic, at two time scales ----------------
+GENERATING = {
+    "seedream/5-lite-text-to-image",
+    "seedream/5-lite-image-to-image",
+    "gpt-image-2-text-to-image",
+    "kling-3.0/video",
+}
+
+
+def recorded_cost(row: dict) -> int | None:
+    head = row["outcome"].split(" / ", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+@pytest.mark.parametrize(
+    "sandbox",
+    [
+        {"time_scale": scale, "duration_jitter": 0.0, "rate_limit": None, "status_rate_limit": None}
+        for scale in (0.01, 0.002)
+    ],
+    indirect=True,
+    ids=["x0.01", "x0.002"],
+)
+def test_recorded_traffic_timing_relations_and_states(sandbox: SandboxServer) -> None:
+    """Every Appendix C row, replayed at once: each poll keeps the recorded relations (`createTime` ms
+    and fixed, `costTime`/`completeTime` null and `resultJson` "" until done, then `costTime` the whole
+    seconds between `createTime` and `completeTime`, at least the recorded duration) and each model
+    shows its one recorded state until `success`."""
+    seen: dict[str, set[str]] = {}
+    created: dict[str, int] = {}
+    done: dict[str, dict] = {}
+    rows = {}
+    with api(sandbox) as http:
+        for row in APPENDIX_C:
+            task_id = http.post("/api/v1/jobs/createTask", json=row["body"]).json()["data"]["taskId"]
+            rows[task_id] = row
+            first = http.get("/api/v1/jobs/recordInfo", params={"taskId": task_id}).json()["data"]
+            seen[task_id] = {first["state"]}
+            created[task_id] = first["createTime"]
+        deadline = time.monotonic() + 60
+        while len(done) < len(rows) and time.monotonic() < deadline:
+            for task_id in rows.keys() - done.keys():
+                record = http.get("/api/v1/jobs/recordInfo", params={"taskId": task_id}).json()["data"]
+                assert isinstance(record["createTime"], int) and record["createTime"] == created[task_id]
+                if record["state"] == "success":
+                    done[task_id] = record
+                    continue
+                seen[task_id].add(record["state"])
+                assert record["costTime"] is None and record["completeTime"] is None
+                assert record["resultJson"] == "" and "updateTime" not in record
+            time.sleep(0.005)
+    assert len(done) == len(rows)
+    for task_id, record in done.items():
+        row = rows[task_id]
+        expected = "generating" if row["model"] in GENERATING else "waiting"
+        assert seen[task_id] - {"success"} == {expected}, row["model"]
+        assert record["costTime"] == (record["completeTime"] - record["createTime"]) // 1000
+        recorded = recorded_cost(row)
+        assert recorded is None or record["costTime"] >= recorded, row["model"]
