@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
+
 from kie.client import AsyncKie
 from kie.runner.engine import STOP_DRAIN, BatchRunner, RunOptions, RunResult
 from kie.store import PENDING, RUNNING, SUBMITTING, SUCCEEDED, Ledger, Record
@@ -97,11 +99,14 @@ class Worker:
         beat = asyncio.get_running_loop().create_task(self._heartbeat())
         try:
             while True:
-                if not self._draining.is_set():
-                    self._start_runners()
-                self._open_gates()
-                if not self._runners and (self._draining.is_set() or self._idle()):
-                    break
+                try:
+                    if not self._draining.is_set():
+                        self._start_runners()
+                    self._open_gates()
+                    if not self._runners and (self._draining.is_set() or self._idle()):
+                        break
+                except DBAPIError as exc:  # the database is restarting: look again at the next tick
+                    self.on_event("ledger_unavailable", {"error": " ".join(str(exc.orig).split())[:200]})
                 self._wake.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.options.tick)

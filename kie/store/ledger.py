@@ -280,6 +280,7 @@ _CHUNK = 1000
 POLL_LEASE = 30.0
 HEARTBEAT = 5.0
 WORKER_TIMEOUT = 20.0
+RECORD_PATIENCE = 60.0  # seconds a task id waits for the database to come back
 _STORE_EXAMPLES = "sqlite:///path/to/ledger.db or postgresql+psycopg://user@host/db"
 
 
@@ -365,6 +366,8 @@ class Ledger:
         self._skew = 0.0
         self.migrate()
         self.sync_clock()
+        if self.engine.dialect.name == "postgresql":
+            _patient_reconnects(self.engine)
 
     def now(self) -> float:
         """The database clock's current time, in seconds since the epoch."""
@@ -874,7 +877,20 @@ class Ledger:
 
     def mark_running(self, job: Record, task_id: str) -> Record | None:
         """submitting → running with the task id Kie returned; the running row, or None if the claim
-        was lost (fenced on the claim the caller holds)."""
+        was lost (fenced on the claim the caller holds).
+
+        The task id is the only proof of a paid task, so a database that is briefly away (a restart)
+        is waited for, up to `RECORD_PATIENCE` seconds, rather than letting the job fall to `unknown`."""
+        deadline = time.monotonic() + RECORD_PATIENCE
+        while True:
+            try:
+                return self._mark_running(job, task_id)
+            except DBAPIError as exc:
+                if not exc.connection_invalidated or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.5)
+
+    def _mark_running(self, job: Record, task_id: str) -> Record | None:
         with self.engine.begin() as c:
             return self._move(
                 c,
@@ -1368,6 +1384,23 @@ class Ledger:
                     ],
                 )
         return len(pending)
+
+
+def _patient_reconnects(engine: Engine) -> None:
+    """Once a store has opened, a refused connection means the server is restarting, not a wrong URL:
+    new connections are retried for up to `RECORD_PATIENCE` seconds, so every ledger call waits the
+    restart out (as if the database were slow) instead of failing work that is already paid for."""
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        deadline = time.monotonic() + RECORD_PATIENCE
+        while True:
+            try:
+                return dialect.loaded_dbapi.connect(*cargs, **cparams)
+            except dialect.loaded_dbapi.OperationalError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.5)
 
 
 def _owner_is_dead(owner: str | None) -> bool:

@@ -250,3 +250,99 @@ def test_a_worker_whose_clock_is_minutes_off_changes_nothing(
     assert len(beats) == 2 and all(abs(now - at) < 120 for at in beats), "a timestamp came off a skewed clock"
     starts = sorted(j["submitted_at"] for j in ledger.jobs())
     assert starts[-1] - starts[0] < 120, "submission times disagree by the skew"
+
+
+# -- a PostgreSQL restart mid-run --------------------------------------------------------------------
+PG_BIN = (
+    next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None)
+    if Path("/usr/lib/postgresql").is_dir()
+    else None
+)
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of the test's own, on a free port, so the test may restart it; run as the
+    `postgres` user when the tests run as root (the server refuses root)."""
+
+    def __init__(self, folder: Path, port: int) -> None:
+        assert PG_BIN is not None
+        self.folder, self.port = folder, port
+        folder.mkdir(mode=0o700)
+        self._as_owner(["chown", "-R", "postgres", str(folder)], root_only=True)
+        self._run([str(PG_BIN / "initdb"), "-D", str(folder / "data"), "-A", "trust", "-U", "postgres"])
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+
+    def _as_owner(self, command: list[str], *, root_only: bool = False) -> list[str]:
+        if os.geteuid() != 0:
+            return command
+        if root_only:
+            subprocess.run(command, check=True, capture_output=True)
+            return command
+        return ["su", "postgres", "-s", "/bin/sh", "-c", " ".join(command)]
+
+    def _run(self, command: list[str]) -> None:
+        done = subprocess.run(self._as_owner(command), capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+
+    def ctl(self, action: str) -> None:
+        options = f"'-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1'"
+        log = self.folder / "log"
+        self._run(
+            [
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(self.folder / "data"),
+                "-l",
+                str(log),
+                "-w",
+                "-o",
+                options,
+                action,
+            ]
+        )
+
+
+@pytest.mark.skipif(
+    PG_BIN is None, reason="restarting PostgreSQL needs its server binaries (/usr/lib/postgresql)"
+)
+@pytest.mark.parametrize("sandbox", [{"time_scale": 0.2, "status_rate_limit": None}], indirect=True)
+def test_a_postgres_restart_mid_run_loses_nothing_and_the_workers_carry_on(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    from tests.conftest import require_postgres
+
+    require_postgres()  # a machine without PostgreSQL skips this with the others
+    from kie.sandbox.server import free_socket
+
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="kie-pg-"))  # outside pytest's root-only folder
+    base.chmod(0o755)
+    server = PrivatePostgres(base / "pg", port)
+    server.ctl("start")
+    try:
+        env = run_env(sandbox, server.url, tmp_path)
+        ledger = Ledger(server.url)
+        submit(env, write(tmp_path / "b.jsonl", rows(30)), tmp_path / "out")
+        logs = [tmp_path / f"worker{n}.log" for n in range(2)]
+        procs = [start_worker(env, "--until-idle", "--rate", "20/4", log=log) for log in logs]
+        wait_for(lambda: ledger.counts().get(DONE, 0) >= 5, 60, "the first results")
+        server.ctl("restart")
+        for proc, log in zip(procs, logs, strict=True):
+            try:
+                code = proc.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                code = None
+            assert code == 0, log.read_text()[-3000:]
+        assert Counter(j["state"] for j in ledger.jobs()) == {DONE: 30}
+        assert_each_row_created_once(sandbox, ledger)
+        assert_every_file_whole_and_its_own(ledger)
+        ledger.close()
+    finally:
+        server.ctl("stop")
+        shutil.rmtree(base, ignore_errors=True)
