@@ -129,6 +129,9 @@ def status_once(spec: ModelSpec | None, task_id: str) -> Flow:
     return family.parse_status(env, task_id)
 
 
+UNSEEN_LIMIT = 3  # "no record" answers in a row, past the grace window, before a watch gives up
+
+
 @dataclass(slots=True)
 class Watch:
     """One task being waited for: the polling rules as plain state.
@@ -150,6 +153,9 @@ class Watch:
     keys: tuple[str, ...] = ()
     plan: tuple[float, ...] = ()
     step: int = 0  # the next planned poll in `plan`
+    # Answers in a row saying Kie has no record of the task. Kie sometimes says so once about a task it
+    # knows ("recordInfo is null"), so past the grace window a paid task is only given up after several.
+    unseen: int = 0
 
     @classmethod
     def begin(
@@ -213,7 +219,11 @@ class Watch:
         self.polls += 1
         family = family_for(self.spec)
         if family.not_visible(env):
-            if now - self.start < self.policy.scaled(self.policy.not_visible_grace):
+            self.unseen += 1
+            if (
+                now - self.start < self.policy.scaled(self.policy.not_visible_grace)
+                or self.unseen < UNSEEN_LIMIT
+            ):
                 return None
             raise NotFoundError(
                 f"Kie still has no record of task {self.task_id} after the grace window "
@@ -221,6 +231,7 @@ class Watch:
                 code=env.code,
                 task_id=self.task_id,
             )
+        self.unseen = 0
         status = family.parse_status(env, self.task_id)
         if status.state is TaskState.SUCCEEDED and self.learned is not None and self.spec is not None:
             self._learn(self.learned, self.spec, status, now)

@@ -113,6 +113,21 @@ def test_transient_status_answers_are_polled_through(
     assert sandbox.state.requests_for("recordInfo") >= 1  # and polled on to the end
 
 
+def test_a_transient_no_record_past_the_grace_window_does_not_abandon_a_paid_task(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    """Past the grace window (here: none at all), one "recordInfo is null" about a task Kie knows is
+    polled through; only several in a row would end the wait."""
+    from dataclasses import replace
+
+    plan(sandbox, "status.transient_null")
+    policy = replace(poll_policy(sandbox.config.time_scale), not_visible_grace=0.0)
+    with Kie(settings=client_settings(sandbox), poll=policy, retry=FAST_RETRY) as patient:
+        gen = patient.generate(MODEL, prompt="a fox", output_dir=tmp_path)
+    assert gen.status.state is TaskState.SUCCEEDED and gen.paths
+    assert injected(sandbox) == {"status.transient_null": 1}
+
+
 @pytest.mark.parametrize(
     ("name", "error"), [("status.401", AuthenticationError), ("status.402", InsufficientCreditsError)]
 )
