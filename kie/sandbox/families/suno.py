@@ -385,7 +385,7 @@ class SunoSandbox:
     def _finished_task(
         self, spec: ModelSpec, admitted: Admitted, values: Mapping[str, Any], price: float
     ) -> SandboxTask:
-        created = now_ms()
+        created = self.state.now_ms()
         task = SandboxTask(
             task_id=self.state.new_task_id(),
             model=spec.id,
@@ -413,14 +413,15 @@ class SunoSandbox:
         )
         return {
             "taskId": task.task_id,
-            "param": json.dumps({"content": content}, ensure_ascii=False),
+            # As recorded: `param` is the plain content string and `createTime` integer milliseconds.
+            "param": content,
             "result": result,
             "creditsConsumed": price,
             "creditsRemaining": round(self.state.balance, 2),
             "successFlag": "成功",
             "errorCode": None,
             "errorMsg": None,
-            "createTime": clock(task.create_time),
+            "createTime": task.create_time,
         }
 
     def timestamped_lyrics(self, values: Mapping[str, Any]) -> dict[str, Any]:
