@@ -429,6 +429,10 @@ class BatchRunner:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(gate.wait(), 0.5)
                 continue
+            if self.options.worker and not self.ledger.reserve_row(job_id):
+                # Another worker is about to send this row: leave it, and its rate-limit slot, to it.
+                self._free_slot()
+                continue
             wait = self._next_slot()
             if wait > 0:
                 await asyncio.sleep(wait)

@@ -1317,6 +1317,27 @@ class Ledger:
         claimed.sort(key=_order_key)
         return claimed
 
+    def reserve_row(self, job_id: str, seconds: float = 10.0) -> bool:
+        """Mark a pending job as the next create of this process, for `seconds`: other workers on the
+        batch pass it by instead of spending a rate-limit slot on a claim that would fail. A hint, not a
+        claim: sending still needs `claim_for_submit`, so nothing can be sent twice either way."""
+        now = self.now()
+        with self.engine.begin() as c:
+            moved = c.execute(
+                update(jobs)
+                .where(
+                    jobs.c.id == job_id,
+                    jobs.c.state == PENDING,
+                    or_(
+                        jobs.c.lease_owner.is_(None),
+                        jobs.c.lease_owner == self.owner,
+                        jobs.c.lease_until < now,
+                    ),
+                )
+                .values(lease_owner=self.owner, lease_until=now + seconds)
+            )
+            return moved.rowcount == 1
+
     def release_poll(self, job_id: str) -> None:
         """Stop polling a job (this run gave up on it): another worker, or the next run, takes it."""
         with self.engine.begin() as c:
