@@ -731,16 +731,22 @@ def jobs_list(
     state: Annotated[str | None, typer.Option("--state", help=f"One of {', '.join(STATES)}.")] = None,
     batch: Annotated[str | None, typer.Option("--batch", help="Only this batch.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many.", min=1)] = 200,
+    after: Annotated[
+        str | None, typer.Option("--after", help="Start after this job id (the last one of a page).")
+    ] = None,
     sandbox: Annotated[bool, typer.Option("--sandbox", help="Look in the sandbox's ledger.")] = False,
     store: StoreOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Jobs in the ledger, oldest first."""
+    """Jobs in the ledger, oldest first; page on with --after LAST_JOB_ID."""
     if state is not None and state not in STATES:
         fail(f"--state must be one of {', '.join(STATES)}, got {state!r}.")
     settings = settings_or_fail()
     ledger = open_ledger(settings, store, sandbox=sandbox)
-    rows = ledger.jobs(batch_id=batch, states=[state] if state else None, limit=limit)
+    try:
+        rows = ledger.jobs(batch_id=batch, states=[state] if state else None, limit=limit, after=after)
+    except KieError as exc:
+        fail(exc)
     if json_:
         print_json([{k: r[k] for k in JOB_KEYS} for r in rows])
         return

@@ -344,6 +344,13 @@ class BatchRunner:
             counts.get(state) for state in (SUBMITTING, RUNNING, SUCCEEDED)
         ) and not self.ledger.ready_ids(self.batch_id):
             return False
+        if self._gave_up and not counts.get(SUBMITTING) and not self.ledger.ready_ids(self.batch_id):
+            # What is left may be only what this run gave up on: that is for the next run, not a
+            # reason to wait here for ever.
+            open_ = sum(counts.get(state, 0) for state in (RUNNING, SUCCEEDED))
+            mine = self.ledger.jobs_by_ids(list(self._gave_up)).values()
+            if open_ == sum(1 for job in mine if job["state"] in (RUNNING, SUCCEEDED)):
+                return False
         if not counts.get(RUNNING) and not counts.get(SUCCEEDED) and not self.ledger.ready_ids(self.batch_id):
             # Only creates in flight elsewhere: give them a moment to come back with a task id.
             with contextlib.suppress(asyncio.TimeoutError):
@@ -639,10 +646,17 @@ class BatchRunner:
         if isinstance(outcome, TaskStatus):
             self._downloads.put_nowait((job_id, outcome))
             return
-        self._gave_up.add(job_id)
-        self.ledger.release_poll(job_id)
+        self._give_up(job_id)
         self._emit("still_running", self.ledger.job(job_id), error=str(outcome))
         self._free_slot()
+
+    def _give_up(self, job_id: str) -> None:
+        """This run stops on the job (a poll error, the deadline, a failed save): it is left for the next
+        run or another worker, so its poll lease and download claim are handed back at once."""
+        self._gave_up.add(job_id)
+        with contextlib.suppress(Exception):  # a ledger that is away: the leases lapse on their own
+            self.ledger.release_poll(job_id)
+            self.ledger.release_download(job_id)
 
     async def _download_worker(self) -> None:
         while True:
@@ -651,8 +665,8 @@ class BatchRunner:
             try:
                 free = await self._finish(job_id, status)
             except Exception as exc:  # the disk, not Kie: the job stays `succeeded` for the next run
-                self._gave_up.add(job_id)
-                self._emit("download_failed", self.ledger.job(job_id), error=str(exc))
+                self._give_up(job_id)
+                self.on_event("download_failed", {"job": job_id, "error": str(exc)})
             finally:
                 if free:
                     self._free_slot()
@@ -673,7 +687,7 @@ class BatchRunner:
         )
         job = done.job
         if done.error is not None:
-            self._gave_up.add(job_id)
+            self._give_up(job_id)
             self._emit("download_failed", job, error=str(done.error))
         elif done.state == DONE:
             self._emit("done", job, files=[str(s.path) for s in done.saved])

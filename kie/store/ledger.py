@@ -598,12 +598,26 @@ class Ledger:
             return hits[0] if len(hits) == 1 else None
 
     def jobs(
-        self, *, batch_id: str | None = None, states: Iterable[str] | None = None, limit: int | None = None
+        self,
+        *,
+        batch_id: str | None = None,
+        states: Iterable[str] | None = None,
+        limit: int | None = None,
+        after: str | None = None,
     ) -> list[Record]:
+        """Jobs in row order; `after` (a job id) starts past that job, a keyset page that costs the
+        same deep into a batch as at its start."""
         query = _select_jobs(batch_id, states)
         if limit is not None:
             query = query.limit(limit)
         with self._read() as c:
+            if after is not None:
+                mark = _first(c.execute(_BY_ID, {"b_id": after}))
+                if mark is None:
+                    raise ValidationError(
+                        f"No job {after!r} to list after; pass an id `kie jobs list` showed."
+                    )
+                query = query.where(tuple_(*_ROW_ORDER) > tuple_(*_order_key(mark)))
             return _all(c.execute(query))
 
     def iter_jobs(
@@ -1162,6 +1176,48 @@ class Ledger:
                 return int(key[0]) if key else None
         except IntegrityError:
             return None
+
+    def accept_callbacks(
+        self, items: Sequence[tuple[str, str, Mapping[str, Any], str | None]], *, window: float
+    ) -> list[tuple[str, int | None, str | None]]:
+        """`accept_callback` for several callbacks that arrived together, in one transaction (one
+        commit, which is most of a callback's cost): each item is (job token, task id, body, replay
+        key), and each answer is (verdict, inbox id, job id) with the verdict one of "accepted",
+        "unknown token", "other task" (the job holds a different task) or "replay"."""
+        at = self.now()
+        tokens = sorted({token for token, _task, _body, _key in items})
+        answers: list[tuple[str, int | None, str | None]] = []
+        with self.engine.begin() as c:
+            found = c.execute(
+                select(jobs.c.callback_token, jobs.c.id, jobs.c.task_id).where(
+                    _among(c, jobs.c.callback_token, tokens)
+                )
+            ).all()
+            owners = {token: (job_id, task) for token, job_id, task in found}
+            for token, task_id, body, replay_key in items:
+                owner = owners.get(token)
+                if owner is None:
+                    answers.append(("unknown token", None, None))
+                    continue
+                job_id, held = owner
+                if held and held != task_id:
+                    answers.append(("other task", None, job_id))
+                    continue
+                if replay_key is not None:
+                    try:
+                        with c.begin_nested():
+                            first = self._first_sighting(c, replay_key, at, window)
+                    except IntegrityError:
+                        first = False
+                    if not first:
+                        answers.append(("replay", None, job_id))
+                        continue
+                result = c.execute(
+                    insert(inbox).values(job_id=job_id, task_id=task_id, body=dict(body), received_at=at)
+                )
+                key = result.inserted_primary_key
+                answers.append(("accepted", int(key[0]) if key else None, job_id))
+        return answers
 
     def open_callbacks(self, limit: int = 10_000) -> list[Record]:
         """Accepted callbacks not yet processed, oldest first (what a restarted receiver picks up)."""

@@ -73,6 +73,8 @@ class Receiver:
         # entry each, not a coroutine each competing with the answers Kie is waiting for.
         self._queue: asyncio.Queue[Work] | None = None
         self._workers: list[asyncio.Task[None]] = []
+        self._arrivals: list[tuple[tuple[str, str, Mapping[str, Any], str | None], asyncio.Future[Any]]] = []
+        self._committer: asyncio.Task[None] | None = None
         self.accepted = 0
         self.refused = 0
 
@@ -94,9 +96,7 @@ class Receiver:
             return self._refuse(408, "callback body not received in time")
         if raw is None:
             return self._refuse(413, "callback body too large")
-        job = self.ledger.job_by_token(request.path_params["token"])
-        if job is None:
-            return self._refuse(403, "unknown callback token")
+        token = request.path_params["token"]
         try:
             if self.key:
                 verified = verify(request.headers, raw, self.key, self.tolerance, replay=None)
@@ -107,23 +107,55 @@ class Receiver:
                 task_id = task_id_of(body) or ""
                 replay_key = None
         except WebhookError as exc:
+            if self.ledger.job_by_token(token) is None:  # an unknown URL says so before the signature
+                return self._refuse(403, "unknown callback token")
             return self._refuse(401 if exc.reason in ("signature", "timestamp", "replay") else 400, str(exc))
         if not task_id:
             return self._refuse(400, "callback names no task id")
-        if job["task_id"] and job["task_id"] != task_id:
-            return self._refuse(403, "callback task does not belong to this job")
         queue = self._start()
-        # Recorded before the answer, with the replay check, in one transaction: a receiver killed now
-        # finds it again on restart. The replay record lives in the ledger, so a replay after a restart
-        # of `kie serve` is refused too.
-        inbox_id = self.ledger.accept_callback(
-            job["id"], task_id, body, replay_key=replay_key, window=2 * (self.tolerance or DEFAULT_TOLERANCE)
-        )
-        if inbox_id is None:
+        # Recorded before the answer, with the replay check: a receiver killed now finds it again on
+        # restart, and a replay after a restart of `kie serve` is refused too. Callbacks that arrive
+        # together share one transaction (`_commit`), so a burst costs a commit per group, not each.
+        verdict, inbox_id, job_id = await self._record(token, task_id, body, replay_key)
+        if verdict == "unknown token":
+            return self._refuse(403, "unknown callback token")
+        if verdict == "other task":
+            return self._refuse(403, "callback task does not belong to this job")
+        if verdict == "replay" or inbox_id is None or job_id is None:
             return self._refuse(401, "The callback was already received (replay).")
         self.accepted += 1
-        queue.put_nowait((inbox_id, job["id"], task_id, body))
+        queue.put_nowait((inbox_id, job_id, task_id, body))
         return JSONResponse({"code": 200, "msg": "success"})
+
+    async def _record(
+        self, token: str, task_id: str, body: Mapping[str, Any], replay_key: str | None
+    ) -> tuple[str, int | None, str | None]:
+        future: asyncio.Future[tuple[str, int | None, str | None]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._arrivals.append(((token, task_id, body, replay_key), future))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.get_running_loop().create_task(self._commit())
+        return await future
+
+    async def _commit(self) -> None:
+        """Record every callback that has arrived, a group per transaction, in a thread: while one
+        group commits, the next one gathers (group commit)."""
+        window = 2 * (self.tolerance or DEFAULT_TOLERANCE)
+        while self._arrivals:
+            group, self._arrivals = self._arrivals, []
+            try:
+                answers = await asyncio.to_thread(
+                    self.ledger.accept_callbacks, [item for item, _ in group], window=window
+                )
+            except Exception as exc:  # the ledger failed: these callbacks are not accepted, Kie retries
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), answer in zip(group, answers, strict=True):
+                if not future.done():
+                    future.set_result(answer)
 
     def _refuse(self, status: int, reason: str) -> JSONResponse:
         self.refused += 1

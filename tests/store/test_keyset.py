@@ -28,3 +28,24 @@ def test_pages_return_every_job_exactly_once_in_order(store_url: str) -> None:
     assert paged == expected
     only = [job["id"] for job, _files in ledger.iter_jobs(batch_id="b", states=["pending"], page=1)]
     assert only == expected
+
+    # `kie jobs list --after`: pages from the last job shown cover the list once, in order.
+    pages: list[str] = []
+    after: str | None = None
+    while True:
+        page = [job["id"] for job in ledger.jobs(batch_id="b", limit=10, after=after)]
+        if not page:
+            break
+        pages += page
+        after = page[-1]
+    assert pages == expected
+
+
+def test_listing_after_an_unknown_job_says_which_id_to_pass(store_url: str) -> None:
+    import pytest
+
+    from kie.errors import ValidationError
+
+    ledger = Ledger(store_url)
+    with pytest.raises(ValidationError, match="No job 'nope'"):
+        ledger.jobs(after="nope")
