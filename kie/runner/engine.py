@@ -526,14 +526,28 @@ class BatchRunner:
                 self._state.queue.append(job["id"])
             self._free_slot()
             return
+        except Exception as exc:
+            # Not Kie: the ledger failed (a database restart), most likely inside the departure claim,
+            # whose transaction then never committed. Queueing the job again is safe: it is sent only
+            # after a claim from `pending` succeeds, and a job the claim did move stays `submitting`,
+            # which becomes `unknown`, never a second send.
+            self._emit("retry_later", job, error=f"{type(exc).__name__}: {exc}")
+            self._state.queue.append(job["id"])
+            self._free_slot()
+            return
         claimed = held[0]
         self._reachable()
-        running = self.ledger.mark_running(claimed, created.task_id)
-        if running is None:
-            # The lease was taken from us (e.g. judged crashed): the task id is the first evidence.
-            running = self.ledger.move(
-                job["id"], UNKNOWN, RUNNING, {"late_task_id": created.task_id}, task_id=created.task_id
-            ) or self.ledger.job(job["id"])
+        try:
+            running = self.ledger.mark_running(claimed, created.task_id)
+            if running is None:
+                # The lease was taken from us (e.g. judged crashed): the task id is the first evidence.
+                running = self.ledger.move(
+                    job["id"], UNKNOWN, RUNNING, {"late_task_id": created.task_id}, task_id=created.task_id
+                ) or self.ledger.job(job["id"])
+        except Exception as exc:  # the ledger stayed away past its patience: the job becomes `unknown`
+            self._emit("unknown", claimed, late_task_id=created.task_id, error=f"{type(exc).__name__}: {exc}")
+            self._free_slot()
+            return
         assert running is not None
         self._emit("running", running)
         if created.status is not None:

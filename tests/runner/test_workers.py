@@ -327,7 +327,7 @@ def test_a_postgres_restart_mid_run_loses_nothing_and_the_workers_carry_on(
     server = PrivatePostgres(base / "pg", port)
     server.ctl("start")
     try:
-        env = run_env(sandbox, server.url, tmp_path)
+        env = run_env(sandbox, server.url, tmp_path) | {"PYTHONFAULTHANDLER": "1"}
         ledger = Ledger(server.url)
         submit(env, write(tmp_path / "b.jsonl", rows(30)), tmp_path / "out")
         logs = [tmp_path / f"worker{n}.log" for n in range(2)]
@@ -338,7 +338,8 @@ def test_a_postgres_restart_mid_run_loses_nothing_and_the_workers_carry_on(
             try:
                 code = proc.wait(timeout=90)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                proc.send_signal(signal.SIGABRT)  # with PYTHONFAULTHANDLER: every thread's stack to the log
+                proc.wait(timeout=30)
                 code = None
             assert code == 0, log.read_text()[-3000:]
         assert Counter(j["state"] for j in ledger.jobs()) == {DONE: 30}
