@@ -189,7 +189,7 @@ def main() -> None:
         print(
             f"{r['workers']:>7} {r['kills']:>5} {r['ratio']:<7} {r['r429']:>3} {r['status_per_job']:>10} "
             f"{r['duplicate_creates']:>4} {r['cpu_per_1000_per_worker']:>16} "
-            f"{r['unknown_without_task_per_kill'] or '-':>12} "
+            f"{'-' if r['kills'] == 0 else r['unknown_without_task_per_kill']:>12} "
             f"{r['states']}"
         )
     print(json.dumps(results))
