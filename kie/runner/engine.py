@@ -463,6 +463,10 @@ class BatchRunner:
         """Seconds until this create's slot. Slots are reserved in the shared limiter a few at a time
         (as many as jobs are queued, at most SLOTS_AHEAD), each `pace` after the one before."""
         now = time.monotonic()
+        while self._slots_ahead and self._slots_ahead[0] < now - self.pace / 2:
+            # A slot this run missed (it was held up): the account's pace has moved on, and other
+            # processes are using the slots after it, so a missed slot is dropped, never caught up.
+            self._slots_ahead.popleft()
         if not self._slots_ahead:
             count = max(1, min(SLOTS_AHEAD, len(self._state.queue) + 1))
             first = now + self.ledger.reserve_slot(self.options.limiter_name, self.pace, count)
