@@ -126,6 +126,7 @@ class _State:
 DOWNLOADERS = 16
 READ_AHEAD = 64  # queued jobs whose rows are read in one query
 SLOTS_AHEAD = 8  # create slots reserved in the shared limiter at once
+MISSED_SLOT = 2.0  # paces late (at least 50 ms) after which a reserved slot is dropped, not used
 
 
 class BatchRunner:
@@ -463,9 +464,12 @@ class BatchRunner:
         """Seconds until this create's slot. Slots are reserved in the shared limiter a few at a time
         (as many as jobs are queued, at most SLOTS_AHEAD), each `pace` after the one before."""
         now = time.monotonic()
-        while self._slots_ahead and self._slots_ahead[0] < now - self.pace / 2:
-            # A slot this run missed (it was held up): the account's pace has moved on, and other
-            # processes are using the slots after it, so a missed slot is dropped, never caught up.
+        # A slot this run missed (it was held up) is dropped, never caught up: the account's pace has
+        # moved on, and under `kie worker` other processes are using the slots after it, so catching up
+        # would put their creates and ours in one window. A lone process has its own client pacer to
+        # keep its window, and only drops slots it missed by a lot.
+        late = self.pace / 2 if self.options.worker else max(MISSED_SLOT * self.pace, 0.05)
+        while self._slots_ahead and self._slots_ahead[0] < now - late:
             self._slots_ahead.popleft()
         if not self._slots_ahead:
             count = max(1, min(SLOTS_AHEAD, len(self._state.queue) + 1))
